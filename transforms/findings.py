@@ -1,0 +1,89 @@
+"""Findings: what validation says about a record, a mask or the whole dataset.
+
+Every finding has a stable snake_case ``code`` registered in ``CODES`` below (its severity and
+what to do about it live there, once); docs/FINDINGS.md is generated from this table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+ERROR = "error"
+WARNING = "warning"
+
+
+class CodeInfo(NamedTuple):
+    severity: str
+    meaning: str
+
+
+# code -> (severity, meaning). Stable: users filter and alert on these strings.
+CODES: dict[str, CodeInfo] = {
+    # Reading and parsing a record
+    "shard_unreadable": CodeInfo(ERROR, "A shard could not be opened or read to its end (missing, permission, corrupt compression)."),
+    "shard_empty": CodeInfo(WARNING, "A shard holds no records."),
+    "json_invalid": CodeInfo(ERROR, "The record is not valid JSON."),
+    "json_invalid_utf8": CodeInfo(ERROR, "The record is not valid UTF-8."),
+    "json_nan_or_infinity": CodeInfo(ERROR, "The record uses NaN or Infinity, which JSON does not allow."),
+    "json_too_deep": CodeInfo(ERROR, "The record nests deeper than the JSON depth limit."),
+    "record_too_large": CodeInfo(ERROR, "The record is larger than --max-record-bytes; raw holds its start."),
+    "record_not_object": CodeInfo(ERROR, "The record is valid JSON but not an object, so it cannot be a frame."),
+    # Structure of a frame
+    "missing_key": CodeInfo(ERROR, "A required key is absent."),
+    "wrong_type": CodeInfo(ERROR, "A value has the wrong JSON type."),
+    "invalid_value": CodeInfo(ERROR, "A value has the right type but is out of range (negative size, empty id, ...)."),
+    "no_sources": CodeInfo(WARNING, "The frame's sources array is empty."),
+    "mask_id_not_string": CodeInfo(WARNING, "A mask id is an integer (old docs); it is used as its decimal string."),
+    "roi_labels_key": CodeInfo(WARNING, "An ROI uses 'labels' instead of the schema's 'label'; it is read as 'label'."),
+    "poly_odd_length": CodeInfo(ERROR, "An ROI poly has an odd number of coordinates."),
+    # References inside a frame
+    "duplicate_source_id": CodeInfo(ERROR, "Two sources of one frame share an id."),
+    "duplicate_mask_id": CodeInfo(ERROR, "Two masks of one frame share an id."),
+    "unknown_roi_source": CodeInfo(ERROR, "An ROI names a source id the frame does not have."),
+    "invalid_mask_value": CodeInfo(ERROR, "roi.mask.value is not exactly 3 integers in 0..255."),
+    "mask_colour_conflict": CodeInfo(ERROR, "Two ROIs of one mask declare the same colour with different labels."),
+    # Joining ROIs to masks
+    "seed_join_rule": CodeInfo(WARNING, "The ROI joined by the seed document's Example-1 rule (label names the mask, mask.id names the class)."),
+    "roi_mask_unjoined": CodeInfo(ERROR, "An ROI has a mask that joins to no mask of its sources by any rule."),
+    "mask_without_labels": CodeInfo(WARNING, "A mask has no declared colours: no ROI joins it and no --mask-labels table covers it."),
+    # Dataset-wide
+    "duplicate_frame_id": CodeInfo(WARNING, "The same frame id occurs in more than one place (shard:line)."),
+    # Reading and decoding masks
+    "uri_not_allowed": CodeInfo(ERROR, "The mask URI is outside the allowed URI prefixes; nothing was read."),
+    "mask_not_found": CodeInfo(ERROR, "The mask file does not exist."),
+    "mask_unreadable": CodeInfo(ERROR, "The mask file could not be read (permission, storage error)."),
+    "mask_empty_file": CodeInfo(ERROR, "The mask file has zero bytes."),
+    "mask_corrupt": CodeInfo(ERROR, "The mask file is truncated or corrupt, or not an image format we decode."),
+    "mask_too_large": CodeInfo(ERROR, "The mask has more pixels than --max-mask-pixels; refused before decoding."),
+    "mask_unsupported_mode": CodeInfo(ERROR, "The mask's pixel format cannot be represented exactly as 8-bit RGB (16-bit, CMYK, ...)."),
+    "mask_size_mismatch": CodeInfo(ERROR, "The mask's size differs from the declared width/height of its mask entry or source."),
+    "mask_decode_timeout": CodeInfo(ERROR, "Decoding the mask took longer than the per-mask time limit."),
+    "mask_colour_absent": CodeInfo(WARNING, "A declared colour has no pixels in the mask."),
+    "mask_undeclared_pixels": CodeInfo(WARNING, "The mask has pixels in colours nobody declared (void, seams, a wrong class table)."),
+    # Video masks
+    "video_timestamp_out_of_range": CodeInfo(ERROR, "The mask timestamp is negative or past the end of the mask video."),
+    "video_corrupt": CodeInfo(ERROR, "The mask video could not be opened or decoded."),
+    # Dataset-level label checks
+    "label_multiple_colours": CodeInfo(WARNING, "One label is drawn in different colours across frames."),
+    "colour_multiple_labels": CodeInfo(WARNING, "One colour stands for different labels across frames."),
+    "label_few_samples": CodeInfo(WARNING, "A label occurs in fewer frames than --min-label-frames."),
+    "label_imbalance": CodeInfo(WARNING, "The most frequent label occurs in over 50x more frames than the least frequent."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing validation found. ``path`` is a JSON pointer into the record ('' = the record)."""
+
+    code: str
+    path: str
+    message: str
+
+    @property
+    def severity(self) -> str:
+        return CODES[self.code].severity
+
+
+def json_pointer(*parts: object) -> str:
+    """RFC 6901 pointer from path parts: json_pointer('rois', 3, 'mask') == '/rois/3/mask'."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
