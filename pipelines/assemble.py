@@ -1,0 +1,39 @@
+"""Assembling the pipeline from JobOptions: wiring only, the domain lives in ``transforms``."""
+from __future__ import annotations
+
+import uuid
+
+import apache_beam as beam
+
+from pipelines.options import JobOptions
+from transforms.joining import MaskLabels
+from transforms.reading import ReadLimits
+from transforms.schema import CORE_TABLES, DECODE_TABLES
+from transforms.steps import JoinMasks, JoinOptions, ReadFrames, Validate, WriteTables
+from transforms.writing import RunInfo, now_iso
+
+
+def new_run_id() -> str:
+    return f"{now_iso().replace(':', '').replace('+0000', 'Z')}-{uuid.uuid4().hex[:8]}"
+
+
+def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | None, run_id: str) -> None:
+    """ReadFrames | Validate | JoinMasks | DecodeMasks | WriteTables."""
+    limits = ReadLimits(max_record_bytes=job.max_record_bytes)
+    so = job.storage_options or None
+    joined = (
+        p
+        | "ReadFrames" >> ReadFrames(job.inputs, limits, so)
+        | "Validate" >> Validate()
+        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode))
+    )
+    rows = joined["rows"]
+    tables = CORE_TABLES
+    if job.decode:
+        from transforms.masks import DecodeMasks, DecodeOptions
+
+        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job))
+        rows = (rows, decoded) | "AllRows" >> beam.Flatten()
+        tables = CORE_TABLES + DECODE_TABLES
+    info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
+    rows | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so)

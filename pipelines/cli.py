@@ -1,0 +1,89 @@
+"""The ``framebeam`` command: convert, validate, run, sample.
+
+    framebeam convert  --input 'data/*.jsonl.gz' --output out/        frames -> Parquet tables
+    framebeam validate --input ... --output ... [--max-errors N]       same tables + summary; exit 0 / 1 / 2
+    framebeam run      --input ... --output ...                        convert + mask statistics and crops
+    framebeam sample   DIR                                             write a small sample dataset
+
+Exit status: 0 done (validate: passed), 1 validate found more errors than allowed, 2 misuse or
+infrastructure failure (bad flag, no input matched, storage unreachable).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FAILED_CHECKS, EXIT_MISUSE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines.options import COMMANDS, add_job_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="framebeam",
+        description="ClearML Hyper-Datasets frames and masks -> validated Parquet tables, on Apache Beam.",
+        epilog="Flags not listed here go to Apache Beam (e.g. --runner DataflowRunner --project P --region R).",
+        allow_abbrev=False,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    helps = {
+        "convert": "Parse, validate and join frames; write frames/sources/masks/rois/issues tables.",
+        "validate": "As run (or convert with --no-decode), then print a summary; exit 1 when errors exceed --max-errors.",
+        "run": "Everything convert does plus mask decoding: label_stats, crops, label_summary.",
+    }
+    for command in COMMANDS:
+        add_job_arguments(sub.add_parser(command, help=helps[command], allow_abbrev=False), command)
+    sample = sub.add_parser("sample", help="Write the bundled sample dataset into DIR.", allow_abbrev=False)
+    sample.add_argument("directory", metavar="DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, beam_flags = parser.parse_known_args(argv)
+    if args.command == "sample":
+        if beam_flags:
+            parser.error(f"unrecognized arguments: {' '.join(beam_flags)}")
+        return _sample(args.directory)
+    return _run_job(parser, args, beam_flags)
+
+
+def _sample(directory: str) -> int:
+    from transforms.sample import write_sample
+
+    manifest = write_sample(directory)
+    print(f"Wrote the sample dataset to {directory}: {manifest.get('frames', '?')} frames in {manifest.get('shards', '?')} shards.")
+    print(f"Try: framebeam run --input '{directory}/frames-*' --mask-labels {directory}/mask_labels.json --output {directory}-out")
+    return EXIT_OK
+
+
+def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_flags: list[str]) -> int:
+    from pipelines.options import beam_options, job_options_from_args, unknown_beam_flags
+
+    unknown = unknown_beam_flags(beam_flags)
+    if unknown:
+        parser.error(f"unrecognized arguments (neither framebeam's nor Apache Beam's): {' '.join(unknown)}")
+    job = job_options_from_args(args.command, args)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    from pipelines.runner import InputError, run_job
+
+    try:
+        summary = run_job(job, beam_options(beam_flags))
+    except InputError as e:
+        print(f"framebeam: {e}", file=sys.stderr)
+        return EXIT_MISUSE
+    if not job.quiet:
+        from pipelines.runner import print_summary
+
+        print_summary(summary, job)
+    if job.command != "validate":
+        return EXIT_OK
+    return EXIT_OK if summary["findings"]["error"] <= job.max_errors else EXIT_FAILED_CHECKS
+
+
+if __name__ == "__main__":
+    sys.exit(main())

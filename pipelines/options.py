@@ -1,0 +1,154 @@
+"""Options: what to compute (``JobOptions``, the domain) apart from how to run it (Beam's runner flags).
+
+Every flag framebeam owns is declared here, once, in ``add_job_arguments``; flags it does not own go
+to Beam's ``PipelineOptions`` unchanged, so ``--runner DataflowRunner --project ...`` just work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+# The plain DirectRunner first downloads a binary (Prism) and stalls offline; FnApiRunner does not.
+LOCAL_DEFAULTS = [f"--runner={LOCAL_RUNNER}", "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+
+COMMANDS = ("convert", "validate", "run")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What a framebeam job computes. Plain data: picklable, printable, testable without Beam."""
+
+    command: str
+    inputs: tuple[str, ...]
+    output: str
+    mask_labels: str | None = None
+    decode: bool = False
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    max_record_bytes: int = 16 * 1024 * 1024
+    max_mask_pixels: int = 100_000_000
+    colour_tolerance: int = 0
+    crop_png: bool = False
+    allow_http: bool = False
+    allow_uri_prefixes: tuple[str, ...] = ()
+    min_label_frames: int = 5
+    max_errors: int = 0
+    quiet: bool = False
+
+    def parameters(self) -> dict[str, Any]:
+        """For summary.json: the run's parameters, storage options left out (they may hold secrets)."""
+        d = asdict(self)
+        d.pop("storage_options")
+        d["inputs"] = list(self.inputs)
+        d["allow_uri_prefixes"] = list(self.allow_uri_prefixes)
+        return d
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--input", dest="inputs", nargs="+", action="extend", required=True, metavar="GLOB",
+                        help="Frame shards: local paths, file://, gs:// or s3:// globs of .jsonl/.ndjson/.json files, optionally .gz/.bz2/.zst.")
+    parser.add_argument("--output", required=True, metavar="DIR", help="Folder (local, gs://, s3://) for the tables.")
+    parser.add_argument("--mask-labels", metavar="FILE",
+                        help="ClearML's version-level mask_labels JSON ({\"_all_\": [{\"value\": [r,g,b], \"labels\": [...]}]}) for frames whose ROIs carry no mask.")
+    parser.add_argument("--storage-options", type=_json_object, default={}, metavar="JSON",
+                        help="fsspec storage options as JSON, e.g. '{\"anon\": true}' (credentials come from the standard chains).")
+    parser.add_argument("--max-record-bytes", type=_positive_int, default=16 * 1024 * 1024, metavar="N",
+                        help="Longest record read (default 16 MiB); longer records become record_too_large findings.")
+    parser.add_argument("--quiet", action="store_true", help="No summary table on the terminal.")
+    if command in ("run", "validate"):
+        parser.add_argument("--max-mask-pixels", type=_positive_int, default=100_000_000, metavar="N",
+                            help="Refuse masks with more pixels, before decoding (default 100 megapixels).")
+        parser.add_argument("--colour-tolerance", type=_byte, default=0, metavar="N",
+                            help="Assign a pixel to the nearest declared colour within N per channel (default 0: exact; for lossy masks).")
+        parser.add_argument("--crop-png", action="store_true", help="Also store each crop as 1-bit PNG bytes in crops.png.")
+        parser.add_argument("--allow-http", action="store_true", help="Allow http(s):// mask URIs.")
+        parser.add_argument("--allow-uri-prefix", dest="allow_uri_prefixes", action="append", default=[], metavar="PREFIX",
+                            help="Only read mask URIs under this prefix (repeatable).")
+        parser.add_argument("--min-label-frames", type=_positive_int, default=5, metavar="N",
+                            help="Warn about labels seen in fewer frames (default 5).")
+    if command == "validate":
+        parser.add_argument("--max-errors", type=_non_negative_int, default=0, metavar="N",
+                            help="Pass with up to N error findings (default 0).")
+        parser.add_argument("--no-decode", action="store_true", help="Skip decoding masks (structure and joins only).")
+
+
+def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
+    decode = command == "run" or (command == "validate" and not args.no_decode)
+    return JobOptions(
+        command=command,
+        inputs=tuple(args.inputs),
+        output=args.output,
+        mask_labels=args.mask_labels,
+        decode=decode,
+        storage_options=args.storage_options,
+        max_record_bytes=args.max_record_bytes,
+        max_mask_pixels=getattr(args, "max_mask_pixels", 100_000_000),
+        colour_tolerance=getattr(args, "colour_tolerance", 0),
+        crop_png=getattr(args, "crop_png", False),
+        allow_http=getattr(args, "allow_http", False),
+        allow_uri_prefixes=tuple(getattr(args, "allow_uri_prefixes", ())),
+        min_label_frames=getattr(args, "min_label_frames", 5),
+        max_errors=getattr(args, "max_errors", 0),
+        quiet=args.quiet,
+    )
+
+
+def beam_options(flags: list[str]) -> PipelineOptions:
+    """Beam's options from the flags framebeam does not own; the local runner unless one is named."""
+    if not any(f == "--runner" or f.startswith("--runner=") for f in flags):
+        flags = LOCAL_DEFAULTS + flags
+    return PipelineOptions(flags)
+
+
+def unknown_beam_flags(flags: list[str]) -> list[str]:
+    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    seen = set()
+    stack = list(PipelineOptions.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        stack.extend(cls.__subclasses__())
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            pass  # two classes declaring one flag: the first is enough to know it exists
+    _, unknown = parser.parse_known_args(flags)
+    return [f for f in unknown if f.startswith("-")]
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def _byte(text: str) -> int:
+    v = int(text)
+    if not 0 <= v <= 255:
+        raise argparse.ArgumentTypeError("must be in 0..255")
+    return v

@@ -1,0 +1,168 @@
+"""Reading frame shards: expand globs, open (any fsspec file system, any compression), stream records.
+
+A JSON Lines shard is streamed line by line with a bounded line length, never loaded whole. A ``.json``
+shard (the ClearML WebApp export: one frame or an array of frames) is parsed as one document.
+Records are handed on in chunks (``RecordChunk``) so the per-element cost of Beam is paid once per
+chunk, not once per frame.
+"""
+from __future__ import annotations
+
+import io
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import fsspec
+import orjson
+from fsspec.utils import infer_compression
+
+from transforms.findings import Finding
+from transforms.uris import redact_uri
+
+BOM = b"\xef\xbb\xbf"
+RAW_TEXT_LIMIT = 64 * 1024  # issues.raw keeps this much of a record that could not be parsed
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".xz")
+
+
+class RawRecord(NamedTuple):
+    """One record as read. ``problem`` is set when reading already knows it cannot be a frame."""
+
+    line: int | None
+    data: bytes
+    problem: Finding | None = None
+
+
+class RecordChunk(NamedTuple):
+    shard: str
+    records: list[RawRecord]
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    max_record_bytes: int = 16 * 1024 * 1024
+    chunk_records: int = 1000
+    chunk_bytes: int = 8 * 1024 * 1024
+
+
+def expand_input(pattern: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Shard URIs matching one glob (sorted, with the protocol kept: 's3://b/k', not 'b/k')."""
+    fs, _, paths = fsspec.get_fs_token_paths(pattern, storage_options=storage_options or {})
+    if not _is_glob(pattern) and not paths:
+        paths = [fs._strip_protocol(pattern)]
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    local = "file" in protocols
+    return [p if local else fs.unstrip_protocol(p) for p in sorted(paths) if not fs.isdir(p)]
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def shard_format(uri: str) -> str:
+    """'json' for a JSON document file (.json), else 'jsonl'. Compression suffixes are ignored."""
+    name = uri.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return "json" if name.endswith(".json") else "jsonl"
+
+
+def iter_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dict[str, Any] | None = None) -> Iterator[RawRecord]:
+    """Every non-blank record of a shard, then (if reading failed part-way) one ``shard_unreadable`` problem.
+
+    Permanent failures (missing file, permission, corrupt compression) become findings; transient ones
+    (connection errors, timeouts) raise so the runner retries the bundle.
+    """
+    shown = redact_uri(uri)
+    last_line = 0
+    emitted = 0
+    try:
+        opened = fsspec.open(uri, mode="rb", compression=infer_compression(uri), **(storage_options or {}))
+        with opened as f:
+            if shard_format(uri) == "json":
+                records = _json_document_records(f.read(), limits)
+            else:
+                records = _json_lines_records(f, limits)
+            for rec in records:
+                last_line = rec.line or last_line
+                emitted += 1
+                yield rec
+    except (ConnectionError, TimeoutError):
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, RuntimeError) as e:  # zstd raises ZstdError(ValueError-like)
+        yield RawRecord(
+            last_line + 1 if emitted else None,
+            b"",
+            Finding("shard_unreadable", "", f"Could not read {shown} past line {last_line}: {type(e).__name__}: {redact_uri(str(e))}. "
+                    "Check that the file exists, is readable with these credentials and that its compression matches its suffix."),
+        )
+        return
+    if emitted == 0:
+        yield RawRecord(None, b"", Finding("shard_empty", "", f"{shown} holds no records; remove it or check the export that wrote it."))
+
+
+def _json_lines_records(f: io.BufferedIOBase, limits: ReadLimits) -> Iterator[RawRecord]:
+    reader = f if hasattr(f, "peek") else io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
+    cap = limits.max_record_bytes
+    line_no = 0
+    while True:
+        line = reader.readline(cap + 1)
+        if not line:
+            return
+        line_no += 1
+        if line_no == 1 and line.startswith(BOM):
+            line = line[len(BOM):]
+        if len(line) > cap and not line.endswith(b"\n"):
+            # Longer than the limit: keep the start for issues.raw, skip the rest without holding it.
+            head = line[:RAW_TEXT_LIMIT]
+            size = len(line)
+            while not line.endswith(b"\n"):
+                line = reader.readline(1 << 20)
+                if not line:
+                    break
+                size += len(line)
+            yield RawRecord(line_no, head, Finding("record_too_large", "", f"The record has {size:,} bytes, more than --max-record-bytes={cap:,}; "
+                                                   "split it, or raise the limit if such frames are expected."))
+            continue
+        line = line.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        yield RawRecord(line_no, line)
+
+
+def _json_document_records(data: bytes, limits: ReadLimits) -> Iterator[RawRecord]:
+    """Records of a .json file: one object, or an array of frames (line = 1-based array index)."""
+    if data.startswith(BOM):
+        data = data[len(BOM):]
+    if not data.strip():
+        return
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        stripped = data.lstrip()
+        if stripped[:1] == b"{" and b"\n" in stripped.strip():
+            # Named .json but written as JSON Lines: read it as such (line numbers stay physical).
+            yield from _json_lines_records(io.BytesIO(data), limits)
+        else:
+            yield RawRecord(1, data)  # the parser reports exactly what is wrong with it
+        return
+    if isinstance(doc, list):
+        for i, element in enumerate(doc, start=1):
+            yield RawRecord(i, orjson.dumps(element))
+    else:
+        yield RawRecord(1, data)
+
+
+def chunk_records(shard: str, records: Iterator[RawRecord], limits: ReadLimits = ReadLimits()) -> Iterator[RecordChunk]:
+    batch: list[RawRecord] = []
+    size = 0
+    for rec in records:
+        batch.append(rec)
+        size += len(rec.data)
+        if len(batch) >= limits.chunk_records or size >= limits.chunk_bytes:
+            yield RecordChunk(shard, batch)
+            batch, size = [], 0
+    if batch:
+        yield RecordChunk(shard, batch)

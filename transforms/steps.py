@@ -1,0 +1,256 @@
+"""The pipeline's steps: one chunk of records through each, as plain functions, and the thin
+PTransforms that run them on Beam.
+
+    ReadFrames | Validate | JoinMasks | DecodeMasks | WriteTables
+
+Elements are chunks of up to ~1,000 records, not single frames: Beam's per-element cost (~25 us) is
+then paid once per chunk. Step labels are stable CamelCase (Dataflow keys updates and monitoring on them).
+"""
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
+
+from transforms.findings import Finding
+from transforms.flattening import TableRows, finding_row, frame_row, frame_tables, record_problem_row
+from transforms.joining import MaskLabels, join_frame
+from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard
+from transforms.uris import redact_uri
+from transforms.validation import Frame, parse_record, validate_frame
+from transforms import writing
+
+FRAME_IDS = "frame_ids"
+MASK_REQUESTS = "mask_requests"
+PENDING_FRAMES = "pending_frames"
+DUPLICATE_BUCKETS = 64
+
+
+class ValidatedChunk(NamedTuple):
+    shard: str
+    frames: list[Frame]
+    problems: list[tuple]  # issues rows of records that are not frames
+
+
+# --- plain functions, one chunk at a time --------------------------------------------------------------
+
+def validate_chunk(chunk: RecordChunk) -> ValidatedChunk:
+    """Parse and validate every record of a chunk; what is not a frame becomes an issues row."""
+    shard = chunk.shard
+    frames: list[Frame] = []
+    problems: list[tuple] = []
+    for rec in chunk.records:
+        if rec.problem is not None:
+            problems.append(record_problem_row(shard, rec, rec.problem))
+            continue
+        value, finding = parse_record(rec.data)
+        if finding is None and type(value) is not dict:
+            kind = "an array" if type(value) is list else type(value).__name__ if value is not None else "null"
+            finding = Finding("record_not_object", "", f"The record is {kind}, not a frame object; each line (or array element) must be one frame {{...}}.")
+        if finding is not None:
+            problems.append(record_problem_row(shard, rec, finding))
+            continue
+        frames.append(validate_frame(value, shard, rec.line))
+    return ValidatedChunk(shard, frames, problems)
+
+
+def frame_id_bucket(frame_id: str) -> int:
+    return zlib.crc32(frame_id.encode("utf-8", "surrogatepass")) % DUPLICATE_BUCKETS
+
+
+@dataclass(frozen=True)
+class JoinOptions:
+    mask_labels: MaskLabels | None = None
+    decode: bool = False
+
+
+def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> Iterator[Any]:
+    """Join and flatten a validated chunk.
+
+    Yields ``TableRows`` (main output), ``(bucket, [(frame_id, shard, line)])`` tagged FRAME_IDS for
+    the dataset-wide duplicate check, and with decoding on, each mask reference tagged MASK_REQUESTS
+    plus the frames rows of frames with masks tagged PENDING_FRAMES (their validity waits for decoding).
+    """
+    tables: dict[str, list] = defaultdict(list)
+    tables["issues"].extend(chunk.problems)
+    ids: dict[int, list] = defaultdict(list)
+    for frame in chunk.frames:
+        joined = join_frame(frame, options.mask_labels)
+        has_masks = any(s.masks for s in frame.sources)
+        decode_here = options.decode and has_masks
+        for table, rows in frame_tables(joined, include_masks=not decode_here, include_frame=not decode_here).items():
+            tables[table].extend(rows)
+        if frame.own_id:
+            ids[frame_id_bucket(frame.id)].append((frame.id, frame.shard, frame.line))
+        if decode_here:
+            from transforms.masks import mask_requests  # decoding is optional: keep convert's import light
+
+            yield beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined)))
+            for req in mask_requests(joined):
+                yield beam.pvalue.TaggedOutput(MASK_REQUESTS, (req.read_uri, req))
+    for table, rows in tables.items():
+        if rows:
+            yield TableRows(table, rows)
+    for bucket, entries in ids.items():
+        yield beam.pvalue.TaggedOutput(FRAME_IDS, (bucket, entries))
+
+
+def duplicate_id_rows(entries: Iterable[tuple[str, str, int]]) -> list[tuple]:
+    """issues rows (one per occurrence) for frame ids found in more than one place."""
+    where: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for frame_id, shard, line in entries:
+        where[frame_id].append((shard, line))
+    rows = []
+    for frame_id, places in where.items():
+        if len(places) < 2:
+            continue
+        places.sort()
+        for shard, line in places:
+            others = [f"{s}:{n}" for s, n in places if (s, n) != (shard, line)]
+            rows.append(finding_row(shard, line, frame_id, Finding(
+                "duplicate_frame_id", "/id",
+                f"Frame id {frame_id!r} also occurs at {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}; "
+                "frame ids should be unique in a dataset (join tables on shard and line meanwhile).",
+            )))
+    return rows
+
+
+# --- Beam wrappers ---------------------------------------------------------------------------------------
+
+@dataclass
+class ReadFrames(beam.PTransform):
+    """Globs -> chunks of raw records, spread over workers.
+
+    Globs are expanded on the workers (not while building the graph), and chunks are reshuffled so
+    one big shard still spreads its parsing over every core.
+    """
+
+    patterns: Sequence[str]
+    limits: ReadLimits = ReadLimits()
+    storage_options: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, pbegin):
+        opts, limits = self.storage_options, self.limits
+        return (
+            pbegin
+            | "Patterns" >> beam.Create(list(self.patterns))
+            | "ExpandGlobs" >> beam.FlatMap(expand_input, opts)
+            | "DistinctShards" >> beam.Distinct()
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadShards" >> beam.FlatMap(lambda uri: chunk_records(redact_uri(uri), iter_shard(uri, limits, opts), limits))
+            | "SpreadChunks" >> beam.Reshuffle()
+        )
+
+
+class Validate(beam.PTransform):
+    """Chunks of raw records -> ValidatedChunk (parsed, checked, normalised frames + unparsable records)."""
+
+    def expand(self, chunks):
+        return chunks | "ParseAndCheck" >> beam.Map(validate_chunk)
+
+
+@dataclass
+class JoinMasks(beam.PTransform):
+    """ValidatedChunk -> table rows; tagged outputs for duplicate ids and (when decoding) mask requests.
+
+    Also runs the dataset-wide duplicate frame id check, whose findings join the table rows.
+    """
+
+    options: JoinOptions = field(default_factory=JoinOptions)
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, validated):
+        out = validated | "JoinAndFlatten" >> beam.FlatMap(join_chunk, self.options).with_outputs(
+            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, main="rows")
+        duplicates = (
+            out[FRAME_IDS]
+            | "GroupIdsByBucket" >> beam.GroupByKey()
+            | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch)))
+        )
+        rows = (out.rows, duplicates) | "MergeRows" >> beam.Flatten()
+        return {"rows": rows, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES]}
+
+
+def _as_rows(table: str, rows: list) -> list[TableRows]:
+    return [TableRows(table, rows)] if rows else []
+
+
+class WriteParquetFn(beam.DoFn):
+    """Buffers each bundle's rows per table and writes them as Parquet files into staging."""
+
+    def __init__(self, directory: str, storage_options: dict[str, Any] | None, max_rows: int = 200_000):
+        self.directory = directory
+        self.storage_options = storage_options
+        self.max_rows = max_rows
+        self.rows_out = beam.metrics.Metrics.counter(self.__class__, "rows-written")
+
+    def start_bundle(self):
+        self.buffer = writing.TableBuffer(self.max_rows)
+
+    def process(self, item: TableRows):
+        if self.buffer.add(item):
+            yield self._flush(item.table)
+
+    def finish_bundle(self):
+        for table in list(self.buffer.rows):
+            yield WindowedValue(self._flush(table), GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+    def _flush(self, table: str) -> writing.WrittenFile:
+        rows = self.buffer.take(table)
+        self.rows_out.inc(len(rows))
+        return writing.write_rows(table, rows, self.directory, self.storage_options)
+
+
+@dataclass
+class WriteTables(beam.PTransform):
+    """TableRows -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS, published at the end."""
+
+    output: str
+    run_id: str
+    tables: Sequence[str]
+    run_info: writing.RunInfo
+    storage_options: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, rows):
+        staging = writing.staging_dir(self.output, self.run_id)
+        files = (
+            rows
+            | "WriteParquet" >> beam.ParDo(WriteParquetFn(staging, self.storage_options))
+            | "ListFiles" >> beam.combiners.ToList()
+        )
+        counts = (
+            rows
+            | "CountFindings" >> beam.Map(lambda item: writing.finding_counts([item]))
+            | "SumCounts" >> beam.CombineGlobally(_sum_counters)
+        )
+        output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
+        return (
+            files
+            | "Publish" >> beam.Map(
+                lambda written, counts: writing.publish(output, run_id, written, tables, writing.build_summary(info, counts), so),
+                counts=beam.pvalue.AsSingleton(counts),
+            )
+        )
+
+
+def _sum_counters(counters):
+    from collections import Counter
+
+    total = Counter()
+    for c in counters:
+        total.update(c)
+    return total
