@@ -38,6 +38,11 @@ def redact_uri(uri: str) -> str:
     return uri
 
 
+def strip_userinfo(uri: str) -> str:
+    """The URI without ``user:password@``: credentials come from the standard chains, never from frames."""
+    return _USERINFO.sub(r"\1", uri) if "@" in uri else uri
+
+
 def resolve_uri(uri: str, shard: str) -> str:
     """A mask URI as read: absolute URIs unchanged; a relative path resolves against the shard's folder.
 

@@ -1,0 +1,299 @@
+"""Decoding masks into statistics: every mask file read and decoded once, however many frames use it.
+
+Each (frame, mask) reference becomes a ``MaskRequest`` keyed by the URI it reads. Requests are
+grouped by that key, so a file is fetched and decoded once per group and each request's statistics
+come from the one decoded image. Video masks are keyed by (URI, time segment): each group decodes
+its segment of the video in one forward pass (``transforms.video``), and a video shared by 100,000
+frames spreads over workers segment by segment instead of landing on one.
+
+Per request the step yields rows for ``masks`` (decode columns), ``label_stats``, ``crops`` and
+``issues``, plus ``(frame key, (errors, warnings, label keys))`` so the ``frames`` table can mark a
+frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.findings import ERROR, Finding
+from transforms.flattening import TableRows, finding_row, infer_content_type, mask_base_row, with_frame_counts
+from transforms.joining import Declaration, JoinedFrame
+from transforms.statistics import analyse_mask
+from transforms.storage import open_binary, permanent_error_code, read_bytes
+from transforms.summary import LabelSummaryFn, label_summary_rows, summary_findings
+from transforms.uris import UriPolicy, redact_uri, resolve_uri, strip_userinfo
+
+FrameKey = tuple[str, int]
+LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
+
+
+class MaskRequest(NamedTuple):
+    """One mask of one frame, with everything needed to decode it and write its rows."""
+
+    frame_key: FrameKey
+    frame_id: str
+    source_id: str | None
+    mask_id: str | None
+    path: str                      # JSON pointer of the mask entry, for findings
+    read_uri: str                  # resolved, without user-info: what is read
+    is_video: bool
+    timestamp: int | None
+    declared_size: tuple[int | None, int | None]
+    declarations: tuple[Declaration, ...]
+    base_row: tuple                # the masks-table columns known before decoding
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    max_mask_pixels: int = 100_000_000
+    colour_tolerance: int = 0
+    crop_png: bool = False
+    policy: UriPolicy = field(default_factory=UriPolicy)
+    storage_options: dict[str, Any] | None = None
+    min_label_frames: int = 5
+    video_segment_ms: int = 5_000
+
+    @classmethod
+    def from_job(cls, job) -> "DecodeOptions":
+        return cls(
+            max_mask_pixels=job.max_mask_pixels, colour_tolerance=job.colour_tolerance, crop_png=job.crop_png,
+            policy=UriPolicy(tuple(job.allow_uri_prefixes), job.allow_http),
+            storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
+        )
+
+
+def mask_requests(joined: JoinedFrame) -> Iterator[MaskRequest]:
+    f = joined.frame
+    for s in f.sources:
+        for m in s.masks:
+            if not m.uri:
+                continue  # validation already reported the missing uri
+            resolved = resolve_uri(m.uri, f.shard)
+            ctype = infer_content_type(m.uri, m.content_type)
+            yield MaskRequest(
+                frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
+                path=f"/sources/{s.index}/masks/{m.index}", read_uri=strip_userinfo(resolved),
+                is_video=bool(ctype and ctype.startswith("video/")), timestamp=m.timestamp,
+                declared_size=(m.width if m.width is not None else s.width, m.height if m.height is not None else s.height),
+                declarations=tuple(joined.declarations.get((s.index, m.index), ())),
+                base_row=mask_base_row(joined, s.index, m.index),
+            )
+
+
+def group_key(req: MaskRequest, segment_ms: int) -> str:
+    """Requests sharing a key share one read and decode: the URI, plus the time segment for videos."""
+    if req.is_video and req.timestamp is not None and req.timestamp >= 0:
+        return f"{req.read_uri}\x00{req.timestamp // segment_ms}"
+    return req.read_uri
+
+
+# --- analysing one decoded mask for one request ---------------------------------------------------------
+
+class RequestResult(NamedTuple):
+    tables: dict[str, list]
+    frame_key: FrameKey
+    errors: int
+    warnings: int
+    label_keys: list[LabelKey]
+
+
+def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
+    row = req.base_row + (None, None, None, finding.code, None, None, None)
+    issue = finding_row(req.frame_key[0], req.frame_key[1], req.frame_id, finding)
+    return RequestResult({"masks": [row], "issues": [issue]}, req.frame_key, 1, 0, [])
+
+
+def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: DecodeOptions,
+                    cache: dict | None = None) -> RequestResult:
+    """Rows for one request from its decoded mask. ``cache`` shares analyses between requests of one file."""
+    height, width = packed.shape
+    shard, line = req.frame_key
+    dw, dh = req.declared_size
+    if (dw is not None and dw != width) or (dh is not None and dh != height):
+        return failed_request(req, Finding(
+            "mask_size_mismatch", req.path,
+            f"The mask is {width}x{height} but the frame declares {dw}x{dh}; fix the declared width/height or re-export the mask.",
+        ))
+    decls = req.declarations
+    colours = [d.rgb for d in decls]
+    key = (tuple(colours), id(packed))
+    analysis = cache.get(key) if cache is not None else None
+    if analysis is None:
+        analysis = analyse_mask(packed, colours, options.colour_tolerance, rle=True, png=options.crop_png)
+        if cache is not None:
+            cache[key] = analysis
+    stats = analysis.stats
+    total = float(width * height)
+    label_rows, crop_rows, issues = [], [], []
+    ident = (req.frame_id, shard, line, req.source_id, req.mask_id)
+    for i, (d, c) in enumerate(zip(decls, stats.colours)):
+        bbox = c.bbox or (None, None, None, None)
+        centroid = c.centroid or (None, None)
+        labels = list(d.labels)
+        label_rows.append((*ident, d.roi_index, labels, list(d.rgb), c.pixel_count, c.pixel_count / total,
+                           *bbox, *centroid, c.tolerance_pixels, width, height))
+        if c.pixel_count:
+            crop_rows.append((*ident, d.roi_index, labels, list(d.rgb), *bbox, analysis.crops_rle[i],
+                              analysis.crops_png[i] if analysis.crops_png else None))
+        else:
+            issues.append(finding_row(shard, line, req.frame_id, Finding(
+                "mask_colour_absent", req.path,
+                f"Colour {list(d.rgb)} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
+                "check the colour (a lossy export moves colours: see --colour-tolerance) or drop the declaration.",
+            )))
+    if stats.undeclared_pixels:
+        top = ", ".join(f"{list(rgb)}: {n:,}" for rgb, n in stats.top_undeclared)
+        issues.append(finding_row(shard, line, req.frame_id, Finding(
+            "mask_undeclared_pixels", req.path,
+            f"{stats.undeclared_pixels:,} of {int(total):,} pixels are in {stats.n_undeclared_colours} colour(s) nobody declared "
+            f"(most: {top}); declare them (void, background) or fix the class table.",
+        )))
+    mask_row = req.base_row + (width, height, mode, "ok", stats.undeclared_pixels, stats.n_undeclared_colours,
+                               [{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
+    errors = sum(1 for r in issues if r[3] == ERROR)
+    return RequestResult(
+        {"masks": [mask_row], "label_stats": label_rows, "crops": crop_rows, "issues": issues},
+        req.frame_key, errors, len(issues) - errors, [(tuple(d.labels), d.rgb) for d in decls],
+    )
+
+
+def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
+    """All requests that read one object (or one segment of one video): read and decode once."""
+    requests = list(requests)
+    first = requests[0]
+    reason = options.policy.check(first.read_uri)
+    if reason:
+        message = f"Mask URI {redact_uri(first.read_uri)} was not read: {reason}."
+        for req in requests:
+            yield failed_request(req, Finding("uri_not_allowed", req.path, message))
+        return
+    if first.is_video:
+        yield from _analyse_video(requests, options)
+        return
+    try:
+        data = read_bytes(first.read_uri, options.storage_options)
+    except Exception as exc:  # noqa: BLE001 - classified below; transient errors re-raise for a retry
+        code = permanent_error_code(exc)
+        if code is None:
+            raise
+        for req in requests:
+            yield failed_request(req, Finding(code, req.path, f"Cannot read mask {redact_uri(req.read_uri)}: {type(exc).__name__}: "
+                                              f"{redact_uri(str(exc))[:300]}. Check the URI and the workers' credentials."))
+        return
+    from transforms.decoding import MaskDecodeError, decode_mask_bytes
+
+    try:
+        decoded = decode_mask_bytes(data, max_pixels=options.max_mask_pixels)
+    except MaskDecodeError as e:
+        for req in requests:
+            yield failed_request(req, Finding(e.code, req.path, f"Mask {redact_uri(req.read_uri)}: {e.message}"))
+        return
+    cache: dict = {}
+    for req in requests:
+        yield analyse_request(req, decoded.packed, decoded.mode, options, cache)
+
+
+def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
+    from transforms.video import decode_video_frames
+
+    by_ts: dict[int, list[MaskRequest]] = defaultdict(list)
+    for req in requests:
+        by_ts[req.timestamp if req.timestamp is not None else 0].append(req)
+    first = requests[0]
+    start = min(by_ts)
+    try:
+        with open_binary(first.read_uri, options.storage_options) as f:
+            for result in decode_video_frames(f, list(by_ts), start_ms=max(start, 0), max_pixels=options.max_mask_pixels):
+                reqs = by_ts.pop(result.timestamp_ms, [])
+                if result.error_code:
+                    for req in reqs:
+                        yield failed_request(req, Finding(result.error_code, req.path + "/timestamp",
+                                                          f"Mask video {redact_uri(req.read_uri)} at {result.timestamp_ms} ms: {result.error_message}"))
+                    continue
+                cache: dict = {}
+                for req in reqs:
+                    yield analyse_request(req, result.packed, "video", options, cache)
+    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed
+        code = permanent_error_code(exc)
+        if code is None:
+            raise
+        for reqs in by_ts.values():
+            for req in reqs:
+                yield failed_request(req, Finding(code, req.path, f"Cannot read mask video {redact_uri(req.read_uri)}: {type(exc).__name__}."))
+
+
+# --- Beam ------------------------------------------------------------------------------------------------
+
+LABEL_KEYS = "label_keys"
+FRAME_COUNTS = "frame_counts"
+
+
+def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
+    tables: dict[str, list] = defaultdict(list)
+    for r in results:
+        for table, rows in r.tables.items():
+            tables[table].extend(rows)
+        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_keys)))
+        for row in r.tables.get("label_stats", ()):
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])))
+    for table, rows in tables.items():
+        if rows:
+            yield TableRows(table, rows)
+
+
+def merge_frame(key_and_groups) -> Iterator[Any]:
+    """The frames row of a frame with masks, its counts including decode-level findings."""
+    _, groups = key_and_groups
+    errors = warnings = 0
+    labels: set[LabelKey] = set()
+    for e, w, keys in groups["counts"]:
+        errors += e
+        warnings += w
+        labels.update(keys)
+    for row in groups["frame"]:
+        yield TableRows("frames", [with_frame_counts(row, errors, warnings)])
+    for label in labels:
+        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame",)))
+
+
+@dataclass
+class DecodeMasks(beam.PTransform):
+    """Mask requests -> masks/label_stats/crops/issues rows, frames rows of frames with masks, label_summary."""
+
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, joined):
+        from transforms.steps import MASK_REQUESTS, PENDING_FRAMES
+
+        opts = self.options
+        decoded = (
+            joined[MASK_REQUESTS]
+            | "KeyByObject" >> beam.Map(lambda kv: (group_key(kv[1], opts.video_segment_ms), kv[1]))
+            | "GroupByObject" >> beam.GroupByKey()
+            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts)))
+            .with_outputs(FRAME_COUNTS, LABEL_KEYS, main="rows")
+        )
+        frames = (
+            {"frame": joined[PENDING_FRAMES], "counts": decoded[FRAME_COUNTS]}
+            | "JoinFrameCounts" >> beam.CoGroupByKey()
+            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, main="rows")
+        )
+        summary = (
+            (decoded[LABEL_KEYS], frames[LABEL_KEYS])
+            | "AllLabelEvents" >> beam.Flatten()
+            | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
+            | "ListLabels" >> beam.combiners.ToList()
+            | "SummaryRows" >> beam.FlatMap(lambda items: [
+                TableRows("label_summary", label_summary_rows(items)),
+                TableRows("issues", summary_findings(items, opts.min_label_frames)),
+            ])
+        )
+        return (decoded.rows, frames.rows, summary) | "DecodedRows" >> beam.Flatten()

@@ -1,0 +1,148 @@
+"""Dataset-level label statistics (``label_summary``) and the checks Datumaro runs on one machine,
+here as a Beam combiner: per (labels, colour) an accumulator small enough to merge anywhere.
+
+Quantiles come from a fixed 1,000-bin histogram of pixel fractions (error below 0.001), so the
+accumulator has a bounded size however many masks a label has.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.findings import Finding
+from transforms.flattening import finding_row
+
+BINS = 1000
+IMBALANCE_RATIO = 50  # as Datumaro's segmentation validator
+
+LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
+
+
+class LabelAccumulator:
+    __slots__ = ("frames", "masks", "present", "pixels", "fraction_sum", "fraction_min", "fraction_max",
+                 "hist", "bbox_w", "bbox_h")
+
+    def __init__(self):
+        self.frames = self.masks = self.present = self.pixels = 0
+        self.fraction_sum = 0.0
+        self.fraction_min = float("inf")
+        self.fraction_max = float("-inf")
+        self.hist = np.zeros(BINS + 1, dtype=np.int64)
+        self.bbox_w = self.bbox_h = 0
+
+    def add(self, event: tuple) -> None:
+        """('frame',) once per frame; ('mask', fraction, pixels, (x0, y0, x1, y1)) once per decoded mask."""
+        if event[0] == "frame":
+            self.frames += 1
+            return
+        _, fraction, pixels, bbox = event
+        self.masks += 1
+        self.pixels += pixels
+        self.fraction_sum += fraction
+        self.fraction_min = min(self.fraction_min, fraction)
+        self.fraction_max = max(self.fraction_max, fraction)
+        self.hist[min(int(fraction * BINS), BINS)] += 1
+        if pixels:
+            self.present += 1
+            x0, y0, x1, y1 = bbox
+            self.bbox_w += x1 - x0
+            self.bbox_h += y1 - y0
+
+    def merge(self, other: "LabelAccumulator") -> None:
+        self.frames += other.frames
+        self.masks += other.masks
+        self.present += other.present
+        self.pixels += other.pixels
+        self.fraction_sum += other.fraction_sum
+        self.fraction_min = min(self.fraction_min, other.fraction_min)
+        self.fraction_max = max(self.fraction_max, other.fraction_max)
+        self.hist += other.hist
+        self.bbox_w += other.bbox_w
+        self.bbox_h += other.bbox_h
+
+    def quantile(self, q: float) -> float | None:
+        if not self.masks:
+            return None
+        target = q * self.masks
+        index = int(np.searchsorted(np.cumsum(self.hist), target, side="left"))
+        midpoint = (index + 0.5) / BINS
+        return min(max(midpoint, self.fraction_min), self.fraction_max)  # exact at the ends
+
+
+class LabelSummaryFn(beam.CombineFn):
+    def create_accumulator(self):
+        return LabelAccumulator()
+
+    def add_input(self, acc, event):
+        acc.add(event)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        first = next(accs)
+        for a in accs:
+            first.merge(a)
+        return first
+
+    def extract_output(self, acc):
+        return acc
+
+
+def summarise(events: Iterable[tuple[LabelKey, tuple]]) -> list[tuple[LabelKey, LabelAccumulator]]:
+    """The combiner without Beam (tests, small runs)."""
+    accs: dict[LabelKey, LabelAccumulator] = defaultdict(LabelAccumulator)
+    for key, event in events:
+        accs[key].add(event)
+    return list(accs.items())
+
+
+def label_summary_rows(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[tuple]:
+    rows = []
+    for (labels, rgb), a in sorted(items, key=lambda kv: (-kv[1].frames, kv[0])):
+        rows.append((
+            list(labels), list(rgb), a.frames, a.masks, a.present, a.pixels,
+            a.fraction_sum / a.masks if a.masks else None,
+            a.fraction_min if a.masks else None, a.fraction_max if a.masks else None,
+            a.quantile(0.5), a.quantile(0.95),
+            a.bbox_w / a.present if a.present else None, a.bbox_h / a.present if a.present else None,
+        ))
+    return rows
+
+
+def summary_findings(items: Sequence[tuple[LabelKey, LabelAccumulator]], min_label_frames: int) -> list[tuple]:
+    """Dataset-level findings (no shard/line): colour/label inconsistencies, rare and imbalanced labels."""
+    colours_of: dict[tuple[str, ...], set] = defaultdict(set)
+    labels_of: dict[tuple[int, int, int], set] = defaultdict(set)
+    frames_of: dict[tuple[str, ...], int] = defaultdict(int)
+    for (labels, rgb), a in items:
+        if not labels:
+            continue
+        colours_of[labels].add(rgb)
+        labels_of[rgb].add(labels)
+        frames_of[labels] += a.frames
+    out = []
+
+    def add(code: str, message: str) -> None:
+        out.append(finding_row(None, None, None, Finding(code, "", message)))
+
+    for labels, colours in sorted(colours_of.items()):
+        if len(colours) > 1:
+            add("label_multiple_colours", f"Label {list(labels)} is drawn in {len(colours)} colours across frames: "
+                f"{sorted(list(c) for c in colours)[:10]}; use one colour per class in a dataset version.")
+    for rgb, labelsets in sorted(labels_of.items()):
+        if len(labelsets) > 1:
+            add("colour_multiple_labels", f"Colour {list(rgb)} stands for {sorted(list(x) for x in labelsets)[:10]} in different frames; "
+                "one colour should mean one class.")
+    for labels, n in sorted(frames_of.items()):
+        if n < min_label_frames:
+            add("label_few_samples", f"Label {list(labels)} occurs in only {n} frame(s) (< --min-label-frames={min_label_frames}); "
+                "collect more samples or merge the class.")
+    if len(frames_of) >= 2:
+        (most, hi), (least, lo) = max(frames_of.items(), key=lambda kv: kv[1]), min(frames_of.items(), key=lambda kv: kv[1])
+        if lo and hi / lo > IMBALANCE_RATIO:
+            add("label_imbalance", f"Label {list(most)} occurs in {hi} frames, {list(least)} in {lo}: ratio {hi / lo:.0f} > "
+                f"{IMBALANCE_RATIO}; rebalance the data or weight the loss.")
+    return out
