@@ -8,6 +8,8 @@ a row. Unknown keys are kept (they stay in ``meta`` / the raw record) and never 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,12 +92,27 @@ def _reject_constant(name: str):
     raise _NonFinite(name)
 
 
+# A number that may overflow a double: orjson silently reads 1e999 as inf, which JSON cannot hold.
+_MAYBE_OVERFLOW = re.compile(rb"[0-9][eE]\+?[0-9]{3}|[0-9]{309}")
+
+
+def _reject_overflow(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise _NonFinite(f"{text[:20]} (a number too large for a double)")
+    return value
+
+
 def parse_record(data: bytes) -> tuple[Any, Finding | None]:
     """orjson first (fast, strict); on failure, say precisely why so users can fix the exporter."""
     try:
-        return orjson.loads(data), None
+        value = orjson.loads(data)
+        if not _MAYBE_OVERFLOW.search(data):
+            return value, None
     except orjson.JSONDecodeError as e:
         msg = str(e)
+    else:
+        msg = "number out of range"
     if "depth limit" in msg or "recursion" in msg:
         return None, Finding("json_too_deep", "", "The record nests deeper than 1024 levels; frames never need that, so the exporter is broken.")
     if "UTF-8" in msg:
@@ -103,7 +120,7 @@ def parse_record(data: bytes) -> tuple[Any, Finding | None]:
     try:
         # The standard library is slower but reads what orjson refuses and JSON allows (integers beyond
         # 64 bits: validation then reports them where they stand) and names NaN/Infinity.
-        value = json.loads(data, parse_constant=_reject_constant)
+        value = json.loads(data, parse_constant=_reject_constant, parse_float=_reject_overflow)
     except _NonFinite as nf:
         return None, Finding("json_nan_or_infinity", "", f"The record contains {nf}, which JSON does not allow; write null or a number instead.")
     except (ValueError, RecursionError, UnicodeDecodeError):
@@ -171,6 +188,10 @@ class _Checker:
             return v
         if v is None:
             return None
+        if type(v) is float and v.is_integer() and abs(v) >= 2**63:
+            # orjson reads integers beyond 64 bits as floats: the value is an integer, out of range.
+            self.findings.append(Finding("invalid_value", base + "/" + key, f"{base}/{key} does not fit in 64 bits."))
+            return None
         if type(v) is float and v.is_integer():
             self.wrong(base + "/" + key, "an integer (not a float like 3.0)", v)
         else:
@@ -226,6 +247,8 @@ def validate_frame(obj: dict, shard: str, line: int) -> Frame:
     frame_id = _id_string(own, "/id", c, "frame") if "id" in obj else None
     own_id = bool(frame_id)
     meta = c.obj_(obj, "meta", "")
+    c.obj_(obj, "meta_blob", "")  # kept only in the raw record, but typed by the schema
+    c.str_(obj, "blob", "")
     dataset = c.obj_(obj, "dataset", "")
     dataset_id = dataset_version = None
     if dataset:
@@ -280,7 +303,7 @@ def _sources(sources: list, frame: Frame, c: _Checker) -> None:
             index=si, id=sid,
             uri=c.str_(s, "uri", base, required=True),
             content_type=c.str_(s, "content_type", base),
-            width=c.int_(s, "width", base, 0), height=c.int_(s, "height", base, 0),
+            width=c.int_(s, "width", base, 1), height=c.int_(s, "height", base, 1),
             timestamp=c.int_(s, "timestamp", base),
             preview_uri=c.str_(preview, "uri", base + "/preview") if preview else None,
             meta=c.obj_(s, "meta", base),
@@ -309,7 +332,7 @@ def _sources(sources: list, frame: Frame, c: _Checker) -> None:
                         uri=c.str_(m, "uri", mbase, required=True),
                         content_type=c.str_(m, "content_type", mbase),
                         timestamp=c.int_(m, "timestamp", mbase),
-                        width=c.int_(m, "width", mbase, 0), height=c.int_(m, "height", mbase, 0),
+                        width=c.int_(m, "width", mbase, 1), height=c.int_(m, "height", mbase, 1),
                     ))
         frame.sources.append(src)
 
@@ -340,8 +363,12 @@ def _rois(rois: list, frame: Frame, c: _Checker) -> None:
             confidence = None
         poly = r.get("poly")
         if poly is not None:
-            if type(poly) is not list or not all(type(x) in (int, float) for x in poly):
+            if type(poly) is not list:
                 c.wrong(base + "/poly", "a flat array of numbers", poly)
+                poly = None
+            elif not all(type(x) in (int, float) for x in poly):
+                bad = next(i for i, x in enumerate(poly) if type(x) not in (int, float))
+                c.wrong(f"{base}/poly/{bad}", "a number", poly[bad])
                 poly = None
             elif len(poly) % 2:
                 c.findings.append(Finding("poly_odd_length", base + "/poly", f"poly has {len(poly)} numbers; it must be x, y pairs."))
@@ -358,7 +385,10 @@ def _rois(rois: list, frame: Frame, c: _Checker) -> None:
                 mask_id = _id_string(mask.get("id"), base + "/mask/id", c, "mask")
                 if mask_id is None and "id" not in mask:
                     c.findings.append(Finding("missing_key", base + "/mask/id", "roi.mask has no 'id'; it must name the mask (sources[].masks[].id) it colours."))
-                rgb = mask_colour(mask.get("value"), base + "/mask/value", c)
+                if "value" in mask:
+                    rgb = mask_colour(mask["value"], base + "/mask/value", c)
+                else:
+                    c.findings.append(Finding("missing_key", base + "/mask/value", "roi.mask has no 'value'; give the [r, g, b] colour of this ROI in the mask."))
         frame.rois.append(Roi(
             index=ri, id=c.str_(r, "id", base), labels=labels, source_ids=roi_sources,
             confidence=float(confidence) if confidence is not None else None,

@@ -1,0 +1,52 @@
+"""Parsing, validation and joining of single records, without Beam, against the hostile corpus."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.bad_records import BAD_RECORDS, BASE_RAW, corpus_problems, huge_record
+from transforms.findings import CODES
+from transforms.joining import join_frame
+from transforms.reading import ReadLimits, RecordChunk, _json_lines_records
+from transforms.steps import validate_chunk
+
+
+def findings_of(raw: bytes, limits: ReadLimits = ReadLimits()):
+    """Read one JSON Lines record as a shard would hold it, then validate and join it."""
+    records = list(_json_lines_records(io.BytesIO(raw + b"\n"), limits))
+    assert len(records) == 1, "one physical line is one record"
+    chunk = validate_chunk(RecordChunk("mem://shard.jsonl", records))
+    if chunk.problems:
+        assert not chunk.frames
+        return False, {(row[4], row[5]) for row in chunk.problems}, chunk.problems
+    (frame,) = chunk.frames
+    join_frame(frame)
+    return True, {(f.code, f.path) for f in frame.findings}, frame.findings
+
+
+def test_corpus_is_sound():
+    assert corpus_problems() == []
+    assert len(BAD_RECORDS) >= 25
+
+
+@pytest.mark.parametrize("bad", BAD_RECORDS, ids=lambda b: b.name)
+def test_hostile_record_gives_expected_findings(bad):
+    is_frame, found, _ = findings_of(bad.raw)
+    codes = {code for code, _ in found}
+    assert is_frame == bad.parses_to_frame
+    assert bad.expect_codes <= codes, f"missing {sorted(bad.expect_codes - codes)}; got {sorted(found)}"
+    assert bad.expect_paths <= found, f"missing {sorted(bad.expect_paths - found)}; got {sorted(found)}"
+    assert not (bad.forbid_codes & codes), f"forbidden {sorted(bad.forbid_codes & codes)}"
+    assert codes <= set(CODES)
+
+
+def test_record_over_the_limit_keeps_its_start_and_skips_the_rest():
+    bad = huge_record()
+    limits = ReadLimits(max_record_bytes=16 * 1024 * 1024)
+    stream = io.BytesIO(bad.raw + b"\n" + BASE_RAW + b"\n")
+    records = list(_json_lines_records(stream, limits))
+    assert [r.line for r in records] == [1, 2]
+    assert records[0].problem.code == "record_too_large"
+    assert len(records[0].data) == 64 * 1024
+    assert records[1].problem is None and records[1].data == BASE_RAW
