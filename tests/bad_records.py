@@ -351,7 +351,7 @@ BAD_RECORDS: list[BadRecord] = [
     _frame_with("colour_conflict_one_colour_two_labels",
                 _edited(_add_roi({"label": ["truck"], "sources": ["front"], "mask": {"id": "00", "value": CAR}})),
                 "mask_colour_conflict"),
-    _frame_with("roi_mask_joins_nothing", _edited(_set("/rois/1/mask/id", "07")), "roi_mask_unjoined", "/rois/1/mask"),
+    _frame_with("roi_mask_joins_nothing", _edited(_set("/rois/1/mask/id", "07")), "roi_mask_unjoined", "/rois/1/mask/id"),
     _frame_with("integer_mask_ids_old_docs", _edited(_integer_mask_ids), "mask_id_not_string", "/sources/0/masks/0/id",
                 forbid_codes=frozenset({"roi_mask_unjoined", "wrong_type"})),
     _frame_with("roi_labels_instead_of_label", _edited(_labels_key), "roi_labels_key", "/rois/0/labels",

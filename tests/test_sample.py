@@ -161,8 +161,8 @@ def test_the_duplicate_frame_id_is_the_only_one(sample: tuple[Path, dict]) -> No
         if isinstance(r["value"], dict):
             seen.setdefault(r["value"]["id"], []).append((r["shard"], r["record"]))
     duplicates = {frame_id: where for frame_id, where in seen.items() if len(where) > 1}
-    [expected] = manifest["expected_findings"]["duplicate_frame_id"]
-    assert duplicates == {expected["frame_id"]: [(o["shard"], o["record"]) for o in expected["occurrences"]]}
+    expected = manifest["expected_findings"]["duplicate_frame_id"]
+    assert duplicates == {expected[0]["frame_id"]: [(e["shard"], e["record"]) for e in expected]}
     assert len(seen) == manifest["unique_frame_ids"]
 
 
@@ -187,8 +187,8 @@ def test_both_join_conventions_and_the_unjoined_roi_match_the_manifest(sample: t
             if "mask" in roi:
                 by_rule[join_rule(frame, roi)].add((frame["id"], f"/rois/{index}"))
     expected = manifest["expected_findings"]
-    assert by_rule["seed"] == {(e["frame_id"], e["path"]) for e in expected["seed_join_rule"]}
-    assert {(f, p + "/mask") for f, p in by_rule[None]} == {(e["frame_id"], e["path"]) for e in expected["roi_mask_unjoined"]}
+    assert by_rule["seed"] == {(e["frame_id"], path) for e in expected["seed_join_rule"] for path in e["rois"]}
+    assert {(f, p + "/mask/id") for f, p in by_rule[None]} == {(e["frame_id"], e["path"]) for e in expected["roi_mask_unjoined"]}
     assert len(by_rule["schema"]) > 5 * len(by_rule["seed"])  # most frames join the schema way
 
 
@@ -198,7 +198,7 @@ def test_masks_hold_exactly_the_declared_colours_except_the_deliberate_problems(
     problems = {code: findings_by_mask_uri(manifest, code) for code in MASK_FILE_FINDINGS}
     modes_seen: set[str] = set()
     checked = 0
-    for frame in {f["id"]: f for f in frames_of(directory)}.values():
+    for frame in frames_of(directory):  # the duplicated frame twice, like the masks table
         for source in frame["sources"]:
             for mask in source["masks"]:
                 uri, path = mask["uri"], directory / mask["uri"]
@@ -221,6 +221,8 @@ def test_masks_hold_exactly_the_declared_colours_except_the_deliberate_problems(
                 assert drawn - declared == undeclared, (frame["id"], uri)
                 checked += 1
     assert checked == manifest["mask_references"] - len(problems["mask_not_found"])
+    few = {label for label, count in manifest["label_frame_counts"].items() if count < manifest["min_label_frames"]}
+    assert few == {e["label"] for e in manifest["expected_findings"]["label_few_samples"]}
     assert {"RGB", "P", "L"} <= modes_seen
 
 

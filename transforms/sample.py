@@ -49,6 +49,7 @@ SEED_RULE_FRAMES = (23, 24, 25)
 MASK_LABELS_TABLE_FRAMES = (26, 27, 28, 29)
 SIZE_MISMATCH_FRAME = 31
 FRAME_GROUP_FRAME = 35
+DEFAULT_MIN_LABEL_FRAMES = 5  # label_few_samples below this; framebeam's --min-label-frames default
 
 SHARD_FRAMES: dict[str, range] = {
     "frames-0000.jsonl": range(0, 12),
@@ -229,15 +230,15 @@ class _SampleWriter:
             masks[0]["id"] = "seg"
             rois = [{"sources": ["front"], "label": ["seg"], "mask": {"id": _class_of(c), "value": list(c)}}
                     for c in declared]
-            for roi_index in range(len(rois)):
-                self._expect("seed_join_rule", index, f"/rois/{roi_index}", mask_uri)
+            # One finding per frame at its first such ROI; "rois" lists them all.
+            self._expect("seed_join_rule", index, "/rois/0", mask_uri, rois=[f"/rois/{i}" for i in range(len(rois))])
         if index in MASK_LABELS_TABLE_FRAMES:  # colours come from mask_labels.json only
             rois = _box_rois(scene)
             self.findings_without_mask_labels.setdefault("mask_without_labels", []).append(
                 {"frame_id": _frame_id(index), "path": "/sources/0/masks/0", "mask_uri": mask_uri})
         if index == UNJOINED_ROI_FRAME:
             rois.append(_mask_roi("car", CLASS_COLOURS["car"], "01"))  # the source has no mask "01"
-            self._expect("roi_mask_unjoined", index, f"/rois/{len(rois) - 1}/mask")
+            self._expect("roi_mask_unjoined", index, f"/rois/{len(rois) - 1}/mask/id")
         if index == COLOUR_ABSENT_FRAME:
             rois.append(_mask_roi("bicycle", BICYCLE, "00"))
             self._expect("mask_colour_absent", index, "/sources/0/masks/0", mask_uri, colours=[list(BICYCLE)])
@@ -277,12 +278,14 @@ def write_sample(directory: str) -> dict:
 
     The manifest holds counts (frames, records, shards, masks), per-shard counts, how many frames
     declare each label, and ``expected_findings``: code -> list of {shard, record, line, frame_id,
-    path, mask_uri, ...}, as a run with ``--mask-labels DIR/mask_labels.json`` must report them.
+    path, mask_uri, ...}, one entry per issues row a run with ``--mask-labels DIR/mask_labels.json``
+    (and the default ``--min-label-frames 5``) must report.
     Two calls write byte-identical files.
     """
     root = Path(directory)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     writer = _SampleWriter()
+    mask_labels = {"_all_": [{"value": list(colour), "labels": [name]} for name, colour in CLASS_COLOURS.items()]}
     frames = {index: writer.frame(index) for shard in SHARD_FRAMES.values() for index in shard}
 
     # Records per shard, in order: (kind, payload) with kind "frame" or "raw" (a line written as-is).
@@ -337,9 +340,13 @@ def write_sample(directory: str) -> dict:
             if entry.get("frame_id") and "shard" not in entry:
                 entry.update(locations[entry["frame_id"]][0])
     duplicated = _frame_id(DUPLICATED_FRAME)
-    writer.findings["duplicate_frame_id"] = [{"frame_id": duplicated, "path": "/id", "occurrences": locations[duplicated]}]
+    # One finding per occurrence, so each copy can be found from its own issues row.
+    writer.findings["duplicate_frame_id"] = [{"frame_id": duplicated, "path": "/id", **where} for where in locations[duplicated]]
+    label_counts = _label_frame_counts(frames.values(), mask_labels)
+    writer.findings["label_few_samples"] = [
+        {"frame_id": None, "path": "", "label": label, "frames": count}
+        for label, count in label_counts.items() if count < DEFAULT_MIN_LABEL_FRAMES]
 
-    mask_labels = {"_all_": [{"value": list(colour), "labels": [name]} for name, colour in CLASS_COLOURS.items()]}
     for name, content in shard_bytes.items():
         (root / name).write_bytes(content)
     for relative, content in writer.mask_files.items():
@@ -357,8 +364,11 @@ def write_sample(directory: str) -> dict:
         "shard_files": {name: {"records": len(records), "frames": sum(k == "frame" for k, _ in records)}
                         for name, records in shard_records.items()},
         "masks": len(writer.mask_files),
-        "mask_references": sum(len(s.get("masks", [])) for f in frames.values() for s in f["sources"]),
-        "label_frame_counts": _label_frame_counts(frames.values(), mask_labels),
+        # One per mask entry of every frame record (the duplicated frame counts twice, as in the masks table).
+        "mask_references": sum(len(s.get("masks", [])) for records in shard_records.values()
+                               for kind, f in records if kind == "frame" for s in f["sources"]),
+        "label_frame_counts": label_counts,
+        "min_label_frames": DEFAULT_MIN_LABEL_FRAMES,
         "expected_findings": {code: writer.findings[code] for code in sorted(writer.findings)},
         "expected_findings_without_mask_labels": writer.findings_without_mask_labels,
     }
