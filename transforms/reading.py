@@ -112,7 +112,7 @@ def _json_lines_records(f: io.BufferedIOBase, limits: ReadLimits) -> Iterator[Ra
         if not line:
             return
         line_no += 1
-        if line_no == 1 and line.startswith(BOM):
+        if line.startswith(BOM):  # not only on line 1: concatenated exports carry one per part
             line = line[len(BOM):]
         if len(line) > cap and not line.endswith(b"\n"):
             # Longer than the limit: keep the start for issues.raw, skip the rest without holding it.

@@ -1,0 +1,42 @@
+"""Shared fixtures: where ../shared is, and running the real CLI in-process."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Fast in-process runner for most tests; `parallel_flags` exercises worker processes (pickling).
+IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+PARALLEL = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def shared_dir() -> Path | None:
+    path = Path(os.environ.get("FRAMEBEAM_SHARED", REPO.parent / "shared"))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def shared() -> Path:
+    path = shared_dir()
+    if path is None:
+        pytest.skip("../shared is not beside the repo (set FRAMEBEAM_SHARED to run this test)")
+    return path
+
+
+def run_cli(*args: str, parallel: bool = False) -> int:
+    from pipelines.cli import main
+
+    return main([*args, *(PARALLEL if parallel else IN_MEMORY)])
+
+
+def query(sql: str) -> list[tuple]:
+    return duckdb.sql(sql).fetchall()
+
+
+def table(output: Path, name: str) -> str:
+    """A DuckDB FROM clause for one output table."""
+    return f"read_parquet('{output}/{name}/*.parquet')"
