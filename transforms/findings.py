@@ -38,7 +38,7 @@ CODES: dict[str, CodeInfo] = {
     "poly_odd_length": CodeInfo(ERROR, "An ROI poly has an odd number of coordinates."),
     # References inside a frame
     "duplicate_source_id": CodeInfo(ERROR, "Two sources of one frame share an id."),
-    "duplicate_mask_id": CodeInfo(ERROR, "Two masks of one frame share an id."),
+    "duplicate_mask_id": CodeInfo(ERROR, "Two masks of one source share an id (the SDK repeats '00' across the sources of a FrameGroup, which is fine)."),
     "unknown_roi_source": CodeInfo(ERROR, "An ROI names a source id the frame does not have."),
     "invalid_mask_value": CodeInfo(ERROR, "roi.mask.value is not exactly 3 integers in 0..255."),
     "mask_colour_conflict": CodeInfo(ERROR, "Two ROIs of one mask declare the same colour with different labels."),

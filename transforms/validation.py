@@ -285,8 +285,10 @@ def validate_frame(obj: dict, shard: str, line: int) -> Frame:
 
 def _sources(sources: list, frame: Frame, c: _Checker) -> None:
     seen_sources: set[str] = set()
-    seen_masks: dict[str, str] = {}
     for si, s in enumerate(sources):
+        # Mask ids are unique per source: FORMAT.md says per frame, but the SDK numbers each
+        # source's masks "00", "01", ... so a FrameGroup repeats them (ROIs name their sources).
+        seen_masks: dict[str, str] = {}
         base = f"/sources/{si}"
         if type(s) is not dict:
             c.wrong(base, "an object", s)
@@ -324,7 +326,7 @@ def _sources(sources: list, frame: Frame, c: _Checker) -> None:
                         c.findings.append(Finding("missing_key", mbase + "/id", "The mask has no 'id'; ROIs join to masks by id."))
                     elif mid is not None:
                         if mid in seen_masks:
-                            c.findings.append(Finding("duplicate_mask_id", mbase + "/id", f"Mask id {mid!r} is also used at {seen_masks[mid]}; mask ids must be unique within a frame."))
+                            c.findings.append(Finding("duplicate_mask_id", mbase + "/id", f"Mask id {mid!r} is also used at {seen_masks[mid]}; mask ids must be unique within a source."))
                         else:
                             seen_masks[mid] = mbase
                     src.masks.append(Mask(
