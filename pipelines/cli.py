@@ -68,6 +68,8 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
         parser.error(f"unrecognized arguments (neither framebeam's nor Apache Beam's): {' '.join(unknown)}")
     job = job_options_from_args(args.command, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The local job service relays every worker's start-up chatter as warnings; real failures still raise.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
     from pipelines.runner import InputError, run_job
 

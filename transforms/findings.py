@@ -87,3 +87,22 @@ class Finding:
 def json_pointer(*parts: object) -> str:
     """RFC 6901 pointer from path parts: json_pointer('rois', 3, 'mask') == '/rois/3/mask'."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def findings_markdown() -> str:
+    """docs/FINDINGS.md, generated from CODES."""
+    out = [
+        "# Finding codes",
+        "",
+        "Generated from `transforms/findings.py` by `python -m transforms.findings > docs/FINDINGS.md`; do not edit by hand.",
+        "Every row of the `issues` table has one of these codes. Codes are stable: alert and filter on them.",
+        "",
+        "| code | severity | meaning |",
+        "| --- | --- | --- |",
+    ]
+    out += [f"| `{code}` | {info.severity} | {info.meaning} |" for code, info in CODES.items()]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(findings_markdown(), end="")
