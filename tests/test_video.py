@@ -130,14 +130,22 @@ def test_non_integer_timestamp_is_a_type_error(stamped_25fps):
 
 # --- decoding: pixels ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["mp4_x264rgb", "mkv_ffv1", "webm_vp9"])
-def test_lossless_video_frames_decode_to_the_source_masks(tmp_path, kind):
-    masks = moving_blob_masks(24, blobs=5)
+@pytest.mark.parametrize(
+    ("kind", "width", "height"),
+    [
+        ("mp4_x264rgb", 64, 48),
+        ("mp4_x264rgb", 61, 45),  # odd sizes: decoded rows are padded (line_size > width)
+        ("mkv_ffv1", 64, 48),
+        ("webm_vp9", 64, 48),
+    ],
+)
+def test_lossless_video_frames_decode_to_the_source_masks(tmp_path, kind, width, height):
+    masks = moving_blob_masks(24, width=width, height=height, blobs=5)
     video = write_lossless_video(tmp_path / f"masks.{kind}", masks, fps=25)
     chosen = [0, 1, 5, 12, 23]
     results = decode(video, [40 * k + 20 for k in chosen])
     for k, result in zip(chosen, results):
-        assert result.packed.dtype == np.uint32 and result.packed.shape == (48, 64)
+        assert result.packed.dtype == np.uint32 and result.packed.shape == (height, width)
         np.testing.assert_array_equal(result.packed, masks[k], err_msg=f"frame {k}")
 
 

@@ -5,7 +5,8 @@ decode back pixel-identical. Lossy: ``libx264`` yuv420p at a given crf, as users
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def as_rgb(mask: np.ndarray) -> np.ndarray:
 
 def write_video(
     path: Path,
-    masks: Sequence[np.ndarray],
+    masks: Iterable[np.ndarray],
     *,
     fps: Fraction | int = 25,
     container_format: str = "mp4",
@@ -42,8 +43,13 @@ def write_video(
     options: dict[str, str] | None = None,
     keyframe_interval: int | None = None,
 ) -> Path:
-    """Encode masks (packed or RGB, all the same size) as a video, one mask per frame, at ``fps``."""
-    height, width = masks[0].shape[:2]
+    """Encode masks (packed or RGB, all the same size) as a video, one mask per frame, at ``fps``.
+
+    ``masks`` may be a generator: frames are encoded as they come, so long videos fit in memory.
+    """
+    first = next(iter(masks))
+    masks = itertools.chain([first], masks) if not isinstance(masks, Sequence) else masks
+    height, width = first.shape[:2]
     with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
@@ -58,14 +64,14 @@ def write_video(
     return path
 
 
-def write_lossless_video(path: Path, masks: Sequence[np.ndarray], *, fps: Fraction | int = 25, kind: str = "mp4_x264rgb", keyframe_interval: int | None = None) -> Path:
+def write_lossless_video(path: Path, masks: Iterable[np.ndarray], *, fps: Fraction | int = 25, kind: str = "mp4_x264rgb", keyframe_interval: int | None = None) -> Path:
     container_format, codec, pix_fmt, options = LOSSLESS_CODECS[kind]
     return write_video(path, masks, fps=fps, container_format=container_format, codec=codec, pix_fmt=pix_fmt, options=options, keyframe_interval=keyframe_interval)
 
 
-def write_h264_video(path: Path, masks: Sequence[np.ndarray], *, crf: int, fps: Fraction | int = 25) -> Path:
+def write_h264_video(path: Path, masks: Iterable[np.ndarray], *, crf: int, fps: Fraction | int = 25, preset: str = "ultrafast") -> Path:
     """Lossy H.264 4:2:0 (what most tools write): colours move, most at edges."""
-    return write_video(path, masks, fps=fps, codec="libx264", pix_fmt="yuv420p", options={"crf": str(crf), "preset": "ultrafast"})
+    return write_video(path, masks, fps=fps, codec="libx264", pix_fmt="yuv420p", options={"crf": str(crf), "preset": preset})
 
 
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -86,20 +92,22 @@ def moving_blob_masks(count: int, width: int = 64, height: int = 48, blobs: int 
 
     Every frame differs from its neighbours, so the frame a timestamp selects is identifiable.
     """
+    return list(iter_moving_blob_masks(count, width, height, blobs, seed))
+
+
+def iter_moving_blob_masks(count: int, width: int, height: int, blobs: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """The masks of ``moving_blob_masks``, one at a time (a 300-frame 720p list would take 1 GB)."""
     rng = np.random.default_rng(seed)
     colours = [PALETTE[1 + i % (len(PALETTE) - 1)] for i in range(blobs)]
     sizes = rng.integers([max(2, width // 8), max(2, height // 8)], [max(3, width // 3), max(3, height // 3)], size=(blobs, 2))
     origins = rng.integers(0, [width, height], size=(blobs, 2))
     velocities = rng.integers(1, 4, size=(blobs, 2)) * rng.choice([-1, 1], size=(blobs, 2))
-    masks = []
     for k in range(count):
         rgb = np.zeros((height, width, 3), np.uint8)
         for colour, (w, h), origin, velocity in zip(colours, sizes, origins, velocities):
             x, y = (origin + k * velocity) % [width, height]
             rgb[y : y + h, x : x + w] = colour
-        packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-        masks.append(packed)
-    return masks
+        yield (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
 
 
 def frame_stamped_masks(count: int, width: int = 64, height: int = 48) -> list[np.ndarray]:
