@@ -165,13 +165,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lossy-frames", type=int, default=30)
     parser.add_argument("--preset", default="medium", help="x264 preset for the lossy videos")
-    parser.add_argument("--skip-decode", action="store_true")
+    parser.add_argument("--skip-decode", action="store_true", help="only the lossy colour tables")
+    parser.add_argument("--skip-lossy", action="store_true", help="only the decode timings")
     args = parser.parse_args()
     print(f"PyAV {av.__version__}, FFmpeg {av.library_versions['libavcodec']} (libavcodec), {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="video_bench-") as tmp:
         workdir = Path(tmp)
         if not args.skip_decode:
             bench_decode(workdir, args.frames, args.repeats)
+        if args.skip_lossy:
+            return
         blob_palette = np.array(PALETTE[:9], np.uint8)
         blobs = list(iter_moving_blob_masks(args.lossy_frames, WIDTH, HEIGHT, blobs=8))
         lossy_table(workdir, "blobs", blobs, blob_palette, args.preset)

@@ -134,7 +134,7 @@ def test_non_integer_timestamp_is_a_type_error(stamped_25fps):
     ("kind", "width", "height"),
     [
         ("mp4_x264rgb", 64, 48),
-        ("mp4_x264rgb", 61, 45),  # odd sizes: decoded rows are padded (line_size > width)
+        ("mp4_x264rgb", 61, 45),  # odd sizes: decoded planes have padded rows (line_size > width)
         ("mkv_ffv1", 64, 48),
         ("webm_vp9", 64, 48),
     ],

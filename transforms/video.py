@@ -3,8 +3,7 @@
 A ``video/mp4`` (or WebM/Matroska) mask holds one mask per video frame; a frame's mask entry names
 the frame by ``timestamp`` (ms into the video). ``decode_video_frames`` opens the video once,
 decodes it forward once and serves every requested timestamp from that single pass, converting
-to RGB only the frames that some timestamp selects (``frame.to_ndarray(format="rgb24")``, or the
-G, B, R planes directly for planar-RGB frames). The result is the same ``packed`` array that
+to RGB only the frames that some timestamp selects. The result is the same ``packed`` array that
 image masks produce: shape (height, width), dtype uint32, value ``r << 16 | g << 8 | b``.
 
 Frame rule (``frame_index_rule``)
@@ -177,7 +176,7 @@ def decode_video_frames(
         yield from _fail_all(pending, VIDEO_CORRUPT, f"Cannot open the mask video: {exc}.")
         return
     try:
-        yield from _serve(own_file or source, pending, start_ms, max_pixels)
+        yield from _serve(own_file if own_file is not None else source, pending, start_ms, max_pixels)
     finally:
         if own_file is not None:
             own_file.close()
@@ -197,7 +196,7 @@ class _Timeline:
 
     def __init__(self, stream: av.video.stream.VideoStream) -> None:
         if stream.time_base is None:
-            raise VideoDecodeError("The video stream has no time base; re-encode the mask video (e.g. with ffmpeg -c copy).")
+            raise VideoDecodeError("The video stream has no time base; re-mux the mask video into MP4 (ffmpeg -i IN -c copy OUT.mp4).")
         self.time_base = Fraction(stream.time_base)
         self.start_pts = stream.start_time or 0
         rate = stream.average_rate or stream.guessed_rate
@@ -271,7 +270,7 @@ def _serve_frames(
     held_packed: np.ndarray | None = None
     for frame in frames:
         if frame.pts is None:
-            raise VideoDecodeError("A video frame has no presentation time; re-mux the mask video (ffmpeg -c copy).")
+            raise VideoDecodeError("A video frame has no presentation time; re-mux the mask video into MP4 (ffmpeg -i IN -c copy OUT.mp4).")
         _check_size(frame.width, frame.height, max_pixels)
         frame_start_ms = timeline.ms(frame.pts)
         while pending and pending[0] < frame_start_ms:
@@ -324,22 +323,11 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
 
 
 def _packed(frame: av.VideoFrame) -> np.ndarray:
-    if frame.format.name == "gbrp":
-        # Lossless RGB H.264/VP9 decode to planar G, B, R: packing the planes is exact and skips
-        # the swscale rgb24 conversion (1.5 ms instead of 9 ms per 720p frame, bench/video_bench.py).
-        green, blue, red = (_plane_array(plane, frame.width, frame.height) for plane in frame.planes)
-        packed = red.astype(np.uint32) << 16
-        packed |= green.astype(np.uint32) << 8
-        packed |= blue
-    else:
-        packed = pack_rgb24(frame.to_ndarray(format="rgb24"))
+    # PyAV 18 turns planar gbrp (lossless RGB H.264/VP9) into rgb24 at memcpy speed; the
+    # packing costs more than the conversion (bench/video_bench.py).
+    packed = pack_rgb24(frame.to_ndarray(format="rgb24"))
     packed.flags.writeable = False  # shared by every timestamp that selects this frame
     return packed
-
-
-def _plane_array(plane: av.video.plane.VideoPlane, width: int, height: int) -> np.ndarray:
-    """A view of one 8-bit plane without its row padding."""
-    return np.frombuffer(plane, np.uint8, count=plane.line_size * height).reshape(height, plane.line_size)[:, :width]
 
 
 def _error(timestamp_ms: int, code: str, message: str) -> VideoFrameResult:
