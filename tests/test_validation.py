@@ -50,3 +50,66 @@ def test_record_over_the_limit_keeps_its_start_and_skips_the_rest():
     assert records[0].problem.code == "record_too_large"
     assert len(records[0].data) == 64 * 1024
     assert records[1].problem is None and records[1].data == BASE_RAW
+
+
+# --- no input escapes as an exception (hypothesis) ----------------------------------------------------
+
+import json  # noqa: E402
+
+import orjson  # noqa: E402
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from transforms.validation import validate_record  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+FRAME_KEYS = ["id", "sources", "rois", "meta", "timestamp", "context_id", "dataset"]
+NESTED_PATHS = [("sources", 0, k) for k in ("id", "uri", "width", "height", "masks", "meta", "preview")] + \
+               [("sources", 0, "masks", 0, k) for k in ("id", "uri", "timestamp", "width")] + \
+               [("rois", 0, k) for k in ("label", "sources", "poly", "mask", "meta", "confidence")] + \
+               [("rois", 0, "mask", k) for k in ("id", "value")]
+
+
+def _accounted(data: bytes) -> None:
+    frame, finding = validate_record(data, "mem://s.jsonl", 1)
+    assert (frame is None) != (finding is None)
+    if frame is not None:
+        join_frame(frame)
+        for f in frame.findings:
+            assert f.code in CODES
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise(data):
+    _accounted(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_random_json_never_raises(value):
+    _accounted(json.dumps(value).encode())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(FRAME_KEYS + NESTED_PATHS), json_values)
+def test_random_type_at_every_key_never_raises(path, value):
+    frame = orjson.loads(BASE_RAW)
+    target = frame
+    path = (path,) if isinstance(path, str) else path
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    _accounted(json.dumps(frame).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=len(BASE_RAW)), st.integers(min_value=0, max_value=len(BASE_RAW) - 1), st.integers(0, 255))
+def test_truncated_and_flipped_records_never_raise(cut, pos, byte):
+    _accounted(BASE_RAW[:cut])
+    flipped = bytearray(BASE_RAW)
+    flipped[pos] = byte
+    _accounted(bytes(flipped))

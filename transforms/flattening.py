@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import orjson
 import pyarrow as pa
@@ -12,7 +12,7 @@ from transforms.joining import JoinedFrame
 from transforms.reading import RawRecord
 from transforms.schema import TABLES
 from transforms.uris import redact_uri, resolve_uri
-from transforms.validation import raw_text
+from transforms.validation import meta_text, raw_text
 
 Row = tuple
 
@@ -24,13 +24,12 @@ class TableRows(NamedTuple):
     rows: list[Row]
 
 
-def to_json_text(value: Any) -> str | None:
-    if value is None:
+def roi_type(meta: str | None) -> str | None:
+    """meta._type, as the SDK writes it (mask, b2d, p2d, ...)."""
+    if not meta or '"_type"' not in meta:
         return None
-    try:
-        return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return None
+    value = orjson.loads(meta).get("_type")
+    return value if type(value) is str else None
 
 
 def finding_row(shard: str | None, line: int | None, frame_id: str | None, f: Finding, raw: str | None = None) -> Row:
@@ -52,19 +51,20 @@ def count_severities(findings: Iterable[Finding]) -> tuple[int, int]:
     return errors, warnings
 
 
-def frame_row(j: JoinedFrame, extra_errors: int = 0, extra_warnings: int = 0) -> Row:
+def frame_row(j: JoinedFrame) -> Row:
     f = j.frame
+    doc = f.doc
     errors, warnings = count_severities(f.findings)
-    errors += extra_errors
-    warnings += extra_warnings
+    dataset = doc.dataset
     return (
-        f.id, f.shard, f.line, f.context_id, f.timestamp, len(f.sources), len(f.rois),
-        sum(len(s.masks) for s in f.sources), errors == 0, errors, warnings,
-        f.dataset_id, f.dataset_version, to_json_text(f.meta),
+        f.id, f.shard, f.line, doc.context_id, doc.timestamp, len(doc.sources), len(doc.rois),
+        sum(len(s.masks) for s in doc.sources), errors == 0, errors, warnings,
+        dataset.id if dataset else None, dataset.version if dataset else None, meta_text(doc.meta),
     )
 
 
 def with_frame_counts(row: Row, extra_errors: int, extra_warnings: int) -> Row:
+    # columns 8..10 are valid, n_errors, n_warnings (see schema.FRAMES)
     """A frames row with decode-level findings added to its counts (and validity)."""
     errors = row[9] + extra_errors
     return (*row[:8], errors == 0, errors, row[10] + extra_warnings, *row[11:])
@@ -94,7 +94,7 @@ _SUFFIX_TYPES = (
 def mask_base_row(j: JoinedFrame, s_index: int, m_index: int) -> Row:
     """The masks-table columns known without decoding (everything up to n_declared_colours)."""
     f = j.frame
-    s = f.sources[s_index]
+    s = f.doc.sources[s_index]
     m = s.masks[m_index]
     resolved = resolve_uri(m.uri, f.shard) if m.uri else None
     return (
@@ -112,18 +112,21 @@ NOT_DECODED = (None, None, None, "not_decoded", None, None, None)
 def frame_tables(j: JoinedFrame, include_masks: bool = True, include_frame: bool = True) -> dict[str, list[Row]]:
     """Rows of frames, sources, masks (undecoded), rois and issues for one joined frame."""
     f = j.frame
+    doc = f.doc
     fid, shard, line = f.id, f.shard, f.line
     sources = [
-        (fid, shard, line, s.index, s.id, redact_uri(s.uri) if s.uri else None, s.content_type, s.width, s.height,
-         s.timestamp, s.preview_uri and redact_uri(s.preview_uri), to_json_text(s.meta))
-        for s in f.sources
+        (fid, shard, line, si, s.id, redact_uri(s.uri) if s.uri else None, s.content_type, s.width, s.height,
+         s.timestamp, redact_uri(s.preview.uri) if s.preview and s.preview.uri else None, meta_text(s.meta))
+        for si, s in enumerate(doc.sources)
     ]
     rois = []
-    for r, rj in zip(f.rois, j.roi_joins):
+    for ri, (r, rj) in enumerate(zip(doc.rois, j.roi_joins)):
+        mask = r.mask
+        meta = meta_text(r.meta)
         rois.append((
-            fid, shard, line, r.index, r.id, r.labels, rj.class_labels, r.source_ids, r.confidence, r.poly,
-            r.roi_type, r.mask_id, list(r.mask_rgb) if r.mask_rgb else None, rj.mask_source_id, rj.rule,
-            to_json_text(r.meta),
+            fid, shard, line, ri, r.id, r.label if r.label is not None else r.labels, rj.class_labels, r.sources,
+            r.confidence, r.poly, roi_type(meta), mask.id if mask else None, mask.value if mask else None,
+            rj.mask_source_id, rj.rule, meta,
         ))
     out = {
         "sources": sources,
@@ -134,7 +137,7 @@ def frame_tables(j: JoinedFrame, include_masks: bool = True, include_frame: bool
         out["frames"] = [frame_row(j)]
     if include_masks:
         out["masks"] = [
-            mask_base_row(j, s.index, m.index) + NOT_DECODED for s in f.sources for m in s.masks
+            mask_base_row(j, si, mi) + NOT_DECODED for si, s in enumerate(doc.sources) for mi in range(len(s.masks))
         ]
     return out
 

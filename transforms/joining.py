@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from transforms.findings import Finding
-from transforms.validation import Frame, Mask, Source
+from transforms.validation import Frame
 
 SCHEMA_RULE = "schema"
 SEED_RULE = "seed_example"
@@ -85,19 +85,20 @@ class MaskLabels:
 @dataclass(slots=True)
 class JoinedFrame:
     frame: Frame
-    roi_joins: list[RoiJoin]                       # parallel to frame.rois
+    roi_joins: list[RoiJoin]                       # parallel to frame.doc.rois
     declarations: dict[tuple[int, int], list[Declaration]]  # (source index, mask index) -> colours
     mask_rules: dict[tuple[int, int], str]         # how each mask got its colours
 
 
-def _candidate_masks(frame: Frame, source_ids: list[str] | None) -> dict[str, tuple[Source, Mask]]:
+def _candidate_masks(frame: Frame, source_ids: list[str] | None) -> dict[str, tuple[int, int]]:
+    """mask id -> (source index, mask index) over the sources an ROI names (all when it names none)."""
     wanted = None if not source_ids else set(source_ids)
-    out: dict[str, tuple[Source, Mask]] = {}
-    for s in frame.sources:
+    out: dict[str, tuple[int, int]] = {}
+    for si, s in enumerate(frame.doc.sources):
         if wanted is None or s.id in wanted:
-            for m in s.masks:
+            for mi, m in enumerate(s.masks):
                 if m.id is not None:
-                    out.setdefault(m.id, (s, m))
+                    out.setdefault(m.id, (si, mi))
     return out
 
 
@@ -109,34 +110,36 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
     rules: dict[tuple[int, int], str] = {}
     seed_rois: list[int] = []
     any_roi_mask = False
-    for roi in frame.rois:
-        if not roi.has_mask:
-            joins.append(RoiJoin(None, None, roi.labels))
+    sources = frame.doc.sources
+    for ri, roi in enumerate(frame.doc.rois):
+        labels = roi.label if roi.label is not None else roi.labels
+        if roi.mask is None:
+            joins.append(RoiJoin(None, None, labels))
             continue
         any_roi_mask = True
-        candidates = _candidate_masks(frame, roi.source_ids)
-        hit = candidates.get(roi.mask_id) if roi.mask_id is not None else None
-        if hit is not None:
-            rule, class_labels, (src, mask) = SCHEMA_RULE, roi.labels or [], hit
+        mask_id = roi.mask.id
+        candidates = _candidate_masks(frame, roi.sources)
+        key = candidates.get(mask_id) if mask_id is not None else None
+        if key is not None:
+            rule, class_labels = SCHEMA_RULE, labels or []
         else:
-            named = [lab for lab in (roi.labels or ()) if lab in candidates]
-            if len(named) == 1 and roi.mask_id:
-                rule, class_labels, (src, mask) = SEED_RULE, [roi.mask_id], candidates[named[0]]
-                seed_rois.append(roi.index)
+            named = [lab for lab in (labels or ()) if lab in candidates]
+            if len(named) == 1 and mask_id:
+                rule, class_labels, key = SEED_RULE, [mask_id], candidates[named[0]]
+                seed_rois.append(ri)
             else:
-                joins.append(RoiJoin(None, None, roi.labels))
+                joins.append(RoiJoin(None, None, labels))
                 known = sorted(candidates) or "none"
                 findings.append(Finding(
-                    "roi_mask_unjoined", f"/rois/{roi.index}/mask/id",
-                    f"roi.mask.id {roi.mask_id!r} names no mask of the ROI's sources (mask ids there: {known}); "
+                    "roi_mask_unjoined", f"/rois/{ri}/mask/id",
+                    f"roi.mask.id {mask_id!r} names no mask of the ROI's sources (mask ids there: {known}); "
                     "set mask.id to the id of the mask image that holds this colour.",
                 ))
                 continue
-        joins.append(RoiJoin(mask.id, rule, class_labels))
-        key = (src.index, mask.index)
+        joins.append(RoiJoin(sources[key[0]].masks[key[1]].id, rule, class_labels))
         rules.setdefault(key, rule)
-        if roi.mask_rgb is not None:
-            decls.setdefault(key, []).append(Declaration(roi.mask_rgb, tuple(class_labels), roi.index))
+        if roi.mask.value is not None:
+            decls.setdefault(key, []).append(Declaration(tuple(roi.mask.value), tuple(class_labels), ri))
 
     if seed_rois:
         findings.append(Finding(
@@ -146,11 +149,11 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
             "re-export with mask.id = the mask's id and label = the class.",
         ))
 
-    for s in frame.sources:
-        for m in s.masks:
-            key = (s.index, m.index)
+    for si, s in enumerate(sources):
+        for mi, m in enumerate(s.masks):
+            key = (si, mi)
             if key in decls:
-                decls[key] = _dedupe(decls[key], f"/sources/{s.index}/masks/{m.index}", findings)
+                decls[key] = _dedupe(decls[key], f"/sources/{si}/masks/{mi}", findings)
                 continue
             table = mask_labels.for_mask(m.id) if (mask_labels and not any_roi_mask) else ()
             if table:
@@ -158,7 +161,7 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
                 rules[key] = TABLE_RULE
             elif key not in rules:
                 findings.append(Finding(
-                    "mask_without_labels", f"/sources/{s.index}/masks/{m.index}",
+                    "mask_without_labels", f"/sources/{si}/masks/{mi}",
                     f"Mask {m.id!r} has no declared colours: no ROI joins it"
                     + (" and --mask-labels does not cover it." if mask_labels else "; pass the dataset version's table with --mask-labels FILE."),
                 ))

@@ -69,19 +69,19 @@ class DecodeOptions:
 
 def mask_requests(joined: JoinedFrame) -> Iterator[MaskRequest]:
     f = joined.frame
-    for s in f.sources:
-        for m in s.masks:
+    for si, s in enumerate(f.doc.sources):
+        for mi, m in enumerate(s.masks):
             if not m.uri:
                 continue  # validation already reported the missing uri
             resolved = resolve_uri(m.uri, f.shard)
             ctype = infer_content_type(m.uri, m.content_type)
             yield MaskRequest(
                 frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
-                path=f"/sources/{s.index}/masks/{m.index}", read_uri=strip_userinfo(resolved),
+                path=f"/sources/{si}/masks/{mi}", read_uri=strip_userinfo(resolved),
                 is_video=bool(ctype and ctype.startswith("video/")), timestamp=m.timestamp,
                 declared_size=(m.width if m.width is not None else s.width, m.height if m.height is not None else s.height),
-                declarations=tuple(joined.declarations.get((s.index, m.index), ())),
-                base_row=mask_base_row(joined, s.index, m.index),
+                declarations=tuple(joined.declarations.get((si, mi), ())),
+                base_row=mask_base_row(joined, si, mi),
             )
 
 

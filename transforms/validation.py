@@ -11,7 +11,9 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 import orjson
 
@@ -21,44 +23,75 @@ from transforms.reading import RAW_TEXT_LIMIT
 POLY_SEPARATOR = -999999999  # seen in ClearML's examples between polygon parts
 
 
-@dataclass(slots=True)
-class Mask:
-    index: int
-    id: str | None
+# The normalised frame: msgspec Structs named after the JSON keys. Well-formed records decode straight
+# into them in C (the fast path); the rest are checked key by key in Python and built into the same
+# types with unusable values set to None (the slow path). Meta objects stay raw JSON text.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Size = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+Colour = Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=255)]], msgspec.Meta(min_length=3, max_length=3)]
+NO_RAW = msgspec.Raw()
+
+
+class Mask(msgspec.Struct, kw_only=True, gc=False):
+    id: NonEmpty | None
     uri: str | None
-    content_type: str | None
-    timestamp: int | None
-    width: int | None
-    height: int | None
+    content_type: str | None = None
+    timestamp: Int64 | None = None
+    width: Size | None = None
+    height: Size | None = None
 
 
-@dataclass(slots=True)
-class Source:
-    index: int
-    id: str | None
+class Preview(msgspec.Struct, kw_only=True, gc=False):
+    uri: str | None = None
+
+
+class Source(msgspec.Struct, kw_only=True, gc=False):
+    id: NonEmpty | None
     uri: str | None
-    content_type: str | None
-    width: int | None
-    height: int | None
-    timestamp: int | None
-    preview_uri: str | None
-    meta: Any
-    masks: list[Mask]
+    content_type: str | None = None
+    width: Size | None = None
+    height: Size | None = None
+    timestamp: Int64 | None = None
+    preview: Preview | None = None
+    meta: msgspec.Raw = NO_RAW
+    masks: list[Mask] = []
 
 
-@dataclass(slots=True)
-class Roi:
-    index: int
-    id: str | None
-    labels: list[str] | None
-    source_ids: list[str] | None
-    confidence: float | None
-    poly: list[float] | None
-    roi_type: str | None
-    meta: Any
-    has_mask: bool
-    mask_id: str | None
-    mask_rgb: tuple[int, int, int] | None  # None when absent or invalid
+class RoiMask(msgspec.Struct, kw_only=True, gc=False):
+    id: NonEmpty | None
+    value: Colour | None  # None when invalid (reported)
+
+
+class Roi(msgspec.Struct, kw_only=True, gc=False):
+    id: str | None = None
+    label: list[str] | None = None
+    labels: list[str] | None = None  # the docs' spelling: only the slow path reads it (with a warning)
+    sources: list[str] | None = None
+    confidence: float | None = None
+    poly: list[float] | None = None
+    meta: msgspec.Raw = NO_RAW
+    mask: RoiMask | None = None
+
+
+class Dataset(msgspec.Struct, kw_only=True, gc=False):
+    id: str | None = None
+    version: str | None = None
+
+
+class FrameDoc(msgspec.Struct, kw_only=True, gc=False):
+    id: NonEmpty | None = None
+    context_id: str | None = None
+    timestamp: Int64 | None = None
+    meta: msgspec.Raw = NO_RAW
+    meta_blob: msgspec.Raw = NO_RAW
+    blob: str | None = None
+    dataset: Dataset | None = None
+    sources: list[Source]
+    rois: list[Roi] = []
+
+
+_DECODER = msgspec.json.Decoder(FrameDoc)
 
 
 @dataclass(slots=True)
@@ -67,14 +100,24 @@ class Frame:
     line: int
     id: str
     own_id: bool
-    context_id: str | None
-    timestamp: int | None
-    meta: Any
-    dataset_id: str | None
-    dataset_version: str | None
-    sources: list[Source]
-    rois: list[Roi]
+    doc: FrameDoc
     findings: list[Finding] = field(default_factory=list)
+
+
+def raw_is_object(raw: msgspec.Raw) -> bool:
+    """A raw meta value is usable when absent, null or an object."""
+    if not raw:
+        return True
+    view = memoryview(raw)
+    return view[:1] == b"{" or bytes(view).lstrip()[:1] in (b"{", b"n")
+
+
+def meta_text(data: msgspec.Raw) -> str | None:
+    """JSON text of a raw meta value for a table (None for absent or null)."""
+    if not data:
+        return None
+    text = memoryview(data).tobytes().decode()
+    return None if text == "null" else text
 
 
 def derived_frame_id(shard: str, line: int) -> str:
@@ -205,6 +248,16 @@ class _Checker:
         self.wrong(base + "/" + key, "an object", v)
         return None
 
+    def raw_obj(self, obj: dict, key: str, base: str) -> msgspec.Raw:
+        """An object kept as raw JSON text (metas: free-form, stored as text)."""
+        v = self.obj_(obj, key, base)
+        if v is None:
+            return NO_RAW
+        try:
+            return msgspec.Raw(orjson.dumps(v))
+        except TypeError:  # integers beyond 64 bits, which only the standard library parses
+            return msgspec.Raw(json.dumps(v).encode())
+
     def str_list(self, v: Any, path: str) -> list[str] | None:
         if type(v) is not list:
             self.wrong(path, "an array of strings", v)
@@ -238,163 +291,206 @@ def mask_colour(v: Any, path: str, c: _Checker) -> tuple[int, int, int] | None:
     return None
 
 
+def validate_record(data: bytes, shard: str, line: int) -> tuple[Frame | None, Finding | None]:
+    """One record -> a validated frame, or the finding that says why it is not a frame at all.
+
+    Fast path: msgspec decodes a well-formed record straight into the typed structs. Anything it
+    refuses (a wrong type, a missing key, a bad colour, broken JSON) takes the slow path, which finds
+    every problem and says where.
+    """
+    try:
+        doc = _DECODER.decode(data)
+        if not data.isascii():
+            data.decode("utf-8")  # msgspec does not check the UTF-8 inside raw (meta) values
+    except (msgspec.MsgspecError, ValueError, RecursionError):  # invalid UTF-8 surfaces as UnicodeDecodeError
+        doc = None
+    if doc is not None and _fast_path_complete(doc):
+        frame = _frame(doc, shard, line, [])
+    else:
+        value, finding = parse_record(data)
+        if finding is None and type(value) is not dict:
+            kind = "an array" if type(value) is list else type(value).__name__ if value is not None else "null"
+            finding = Finding("record_not_object", "", f"The record is {kind}, not a frame object; each line (or array element) must be one frame {{...}}.")
+        if finding is not None:
+            return None, finding
+        frame = validate_frame(value, shard, line)
+    check_references(frame)
+    return frame, None
+
+
+def _fast_path_complete(doc: FrameDoc) -> bool:
+    """What msgspec's types do not say: metas are objects, 'labels' is not used, frame id not empty."""
+    if not (raw_is_object(doc.meta) and raw_is_object(doc.meta_blob)):
+        return False
+    for src in doc.sources:
+        if src.meta and not raw_is_object(src.meta):
+            return False
+    for roi in doc.rois:
+        if roi.labels is not None or (roi.meta and not raw_is_object(roi.meta)):
+            return False
+    return True
+
+
+def _frame(doc: FrameDoc, shard: str, line: int, findings: list[Finding]) -> Frame:
+    own_id = bool(doc.id)
+    return Frame(shard, line, doc.id if own_id else derived_frame_id(shard, line), own_id, doc, findings)
+
+
+def check_references(frame: Frame) -> None:
+    """Referential checks on a normalised frame: unique ids, ROI sources exist, polys are pairs."""
+    findings = frame.findings
+    doc = frame.doc
+    if not doc.sources and not any(f.path == "/sources" for f in findings):
+        findings.append(Finding("no_sources", "/sources", "The frame's sources array is empty; a frame without sources annotates nothing."))
+    seen_sources: set[str] = set()
+    for si, src in enumerate(doc.sources):
+        if src.id is not None:
+            if src.id in seen_sources:
+                findings.append(Finding("duplicate_source_id", f"/sources/{si}/id", f"Source id {src.id!r} is used twice in this frame; source ids must be unique."))
+            seen_sources.add(src.id)
+        # Mask ids are unique per source: FORMAT.md says per frame, but the SDK numbers each
+        # source's masks "00", "01", ... so a FrameGroup repeats them (ROIs name their sources).
+        seen_masks: dict[str, int] = {}
+        for mi, m in enumerate(src.masks):
+            if m.id is None:
+                continue
+            if m.id in seen_masks:
+                findings.append(Finding("duplicate_mask_id", f"/sources/{si}/masks/{mi}/id",
+                                        f"Mask id {m.id!r} is also used at /sources/{si}/masks/{seen_masks[m.id]}; mask ids must be unique within a source."))
+            else:
+                seen_masks[m.id] = mi
+    for ri, roi in enumerate(doc.rois):
+        if roi.sources:
+            for k, sid in enumerate(roi.sources):
+                if sid not in seen_sources:
+                    findings.append(Finding("unknown_roi_source", f"/rois/{ri}/sources/{k}",
+                                            f"The ROI names source {sid!r}, which the frame does not have (sources: {sorted(seen_sources)})."))
+        if roi.poly is not None and len(roi.poly) % 2:
+            findings.append(Finding("poly_odd_length", f"/rois/{ri}/poly", f"poly has {len(roi.poly)} numbers; it must be x, y pairs."))
+
+
 def validate_frame(obj: dict, shard: str, line: int) -> Frame:
-    """Check and normalise one frame object. Findings are on ``Frame.findings``."""
+    """The slow path: check a parsed frame object key by key and normalise it (findings on the frame)."""
     findings: list[Finding] = []
     c = _Checker(findings)
-
-    own = obj.get("id")
-    frame_id = _id_string(own, "/id", c, "frame") if "id" in obj else None
-    own_id = bool(frame_id)
-    meta = c.obj_(obj, "meta", "")
-    c.obj_(obj, "meta_blob", "")  # kept only in the raw record, but typed by the schema
-    c.str_(obj, "blob", "")
+    frame_id = _id_string(obj.get("id"), "/id", c, "frame") if "id" in obj else None
     dataset = c.obj_(obj, "dataset", "")
-    dataset_id = dataset_version = None
-    if dataset:
-        dataset_id = c.str_(dataset, "id", "/dataset")
-        dataset_version = c.str_(dataset, "version", "/dataset")
-
-    frame = Frame(
-        shard=shard, line=line,
-        id=frame_id if own_id else derived_frame_id(shard, line), own_id=own_id,
+    doc = FrameDoc(
+        id=frame_id or None,
         context_id=c.str_(obj, "context_id", ""),
         timestamp=c.int_(obj, "timestamp", ""),
-        meta=meta, dataset_id=dataset_id, dataset_version=dataset_version,
-        sources=[], rois=[], findings=findings,
+        meta=c.raw_obj(obj, "meta", ""),
+        meta_blob=c.raw_obj(obj, "meta_blob", ""),
+        blob=c.str_(obj, "blob", ""),
+        dataset=Dataset(id=c.str_(dataset, "id", "/dataset"), version=c.str_(dataset, "version", "/dataset")) if dataset else None,
+        sources=[],
+        rois=[],
     )
-
     sources = obj.get("sources")
     if sources is None:
         findings.append(Finding("missing_key", "/sources", "The frame has no 'sources'; every frame needs at least one source (the image or video it annotates)."))
     elif type(sources) is not list:
         c.wrong("/sources", "an array", sources)
-    elif not sources:
-        findings.append(Finding("no_sources", "/sources", "The frame's sources array is empty; a frame without sources annotates nothing."))
     else:
-        _sources(sources, frame, c)
-
+        doc.sources = [_source(s, f"/sources/{si}", si, c) for si, s in enumerate(sources)]
     rois = obj.get("rois")
     if rois is not None:
         if type(rois) is not list:
             c.wrong("/rois", "an array", rois)
         else:
-            _rois(rois, frame, c)
-    return frame
+            doc.rois = [_roi(r, f"/rois/{ri}", c) for ri, r in enumerate(rois)]
+    return _frame(doc, shard, line, findings)
 
 
-def _sources(sources: list, frame: Frame, c: _Checker) -> None:
-    seen_sources: set[str] = set()
-    for si, s in enumerate(sources):
-        # Mask ids are unique per source: FORMAT.md says per frame, but the SDK numbers each
-        # source's masks "00", "01", ... so a FrameGroup repeats them (ROIs name their sources).
-        seen_masks: dict[str, str] = {}
-        base = f"/sources/{si}"
-        if type(s) is not dict:
-            c.wrong(base, "an object", s)
-            continue
-        sid = _id_string(s.get("id"), base + "/id", c, "source")
-        if sid is None and "id" not in s:
-            c.findings.append(Finding("missing_key", base + "/id", f"Source {si} has no 'id'; ROIs refer to sources by id."))
-        elif sid is not None:
-            if sid in seen_sources:
-                c.findings.append(Finding("duplicate_source_id", base + "/id", f"Source id {sid!r} is used twice in this frame; source ids must be unique."))
-            seen_sources.add(sid)
-        preview = c.obj_(s, "preview", base)
-        src = Source(
-            index=si, id=sid,
-            uri=c.str_(s, "uri", base, required=True),
-            content_type=c.str_(s, "content_type", base),
-            width=c.int_(s, "width", base, 1), height=c.int_(s, "height", base, 1),
-            timestamp=c.int_(s, "timestamp", base),
-            preview_uri=c.str_(preview, "uri", base + "/preview") if preview else None,
-            meta=c.obj_(s, "meta", base),
-            masks=[],
-        )
-        masks = s.get("masks")
-        if masks is not None:
-            if type(masks) is not list:
-                c.wrong(base + "/masks", "an array", masks)
+_EMPTY: dict = {}
+
+
+def _source(s: Any, base: str, si: int, c: _Checker) -> Source:
+    if type(s) is not dict:
+        c.wrong(base, "an object", s)
+        s = _EMPTY
+    sid = _id_string(s.get("id"), base + "/id", c, "source")
+    if "id" not in s and s is not _EMPTY:
+        c.findings.append(Finding("missing_key", base + "/id", f"Source {si} has no 'id'; ROIs refer to sources by id."))
+    preview = c.obj_(s, "preview", base)
+    masks = []
+    raw_masks = s.get("masks")
+    if raw_masks is not None:
+        if type(raw_masks) is not list:
+            c.wrong(base + "/masks", "an array", raw_masks)
+        else:
+            masks = [_mask(m, f"{base}/masks/{mi}", c) for mi, m in enumerate(raw_masks)]
+    return Source(
+        id=sid or None,
+        uri=c.str_(s, "uri", base, required=s is not _EMPTY),
+        content_type=c.str_(s, "content_type", base),
+        width=c.int_(s, "width", base, 1), height=c.int_(s, "height", base, 1),
+        timestamp=c.int_(s, "timestamp", base),
+        preview=Preview(uri=c.str_(preview, "uri", base + "/preview")) if preview else None,
+        meta=c.raw_obj(s, "meta", base),
+        masks=masks,
+    )
+
+
+def _mask(m: Any, base: str, c: _Checker) -> Mask:
+    if type(m) is not dict:
+        c.wrong(base, "an object", m)
+        m = _EMPTY
+    mid = _id_string(m.get("id"), base + "/id", c, "mask")
+    if "id" not in m and m is not _EMPTY:
+        c.findings.append(Finding("missing_key", base + "/id", "The mask has no 'id'; ROIs join to masks by id."))
+    return Mask(
+        id=mid or None,
+        uri=c.str_(m, "uri", base, required=m is not _EMPTY),
+        content_type=c.str_(m, "content_type", base),
+        timestamp=c.int_(m, "timestamp", base),
+        width=c.int_(m, "width", base, 1), height=c.int_(m, "height", base, 1),
+    )
+
+
+def _roi(r: Any, base: str, c: _Checker) -> Roi:
+    if type(r) is not dict:
+        c.wrong(base, "an object", r)
+        return Roi()
+    labels = None
+    if "label" in r:
+        if r["label"] is not None:
+            labels = c.str_list(r["label"], base + "/label")
+    elif r.get("labels") is not None:
+        c.findings.append(Finding("roi_labels_key", base + "/labels", "The ROI uses 'labels'; the frame schema calls it 'label'. Read as 'label'."))
+        labels = c.str_list(r["labels"], base + "/labels")
+    roi_sources = c.str_list(r["sources"], base + "/sources") if r.get("sources") is not None else None
+    confidence = r.get("confidence")
+    if confidence is not None and (type(confidence) not in (int, float) or confidence != confidence):
+        c.wrong(base + "/confidence", "a number", confidence)
+        confidence = None
+    poly = r.get("poly")
+    if poly is not None:
+        if type(poly) is not list:
+            c.wrong(base + "/poly", "a flat array of numbers", poly)
+            poly = None
+        elif not all(type(x) in (int, float) for x in poly):
+            bad = next(i for i, x in enumerate(poly) if type(x) not in (int, float))
+            c.wrong(f"{base}/poly/{bad}", "a number", poly[bad])
+            poly = None
+    mask = r.get("mask")
+    roi_mask = None
+    if mask is not None:
+        if type(mask) is not dict:
+            c.wrong(base + "/mask", "an object", mask)
+        else:
+            mask_id = _id_string(mask.get("id"), base + "/mask/id", c, "mask")
+            if "id" not in mask:
+                c.findings.append(Finding("missing_key", base + "/mask/id", "roi.mask has no 'id'; it must name the mask (sources[].masks[].id) it colours."))
+            rgb = None
+            if "value" in mask:
+                rgb = mask_colour(mask["value"], base + "/mask/value", c)
             else:
-                for mi, m in enumerate(masks):
-                    mbase = f"{base}/masks/{mi}"
-                    if type(m) is not dict:
-                        c.wrong(mbase, "an object", m)
-                        continue
-                    mid = _id_string(m.get("id"), mbase + "/id", c, "mask")
-                    if mid is None and "id" not in m:
-                        c.findings.append(Finding("missing_key", mbase + "/id", "The mask has no 'id'; ROIs join to masks by id."))
-                    elif mid is not None:
-                        if mid in seen_masks:
-                            c.findings.append(Finding("duplicate_mask_id", mbase + "/id", f"Mask id {mid!r} is also used at {seen_masks[mid]}; mask ids must be unique within a source."))
-                        else:
-                            seen_masks[mid] = mbase
-                    src.masks.append(Mask(
-                        index=mi, id=mid,
-                        uri=c.str_(m, "uri", mbase, required=True),
-                        content_type=c.str_(m, "content_type", mbase),
-                        timestamp=c.int_(m, "timestamp", mbase),
-                        width=c.int_(m, "width", mbase, 1), height=c.int_(m, "height", mbase, 1),
-                    ))
-        frame.sources.append(src)
-
-
-def _rois(rois: list, frame: Frame, c: _Checker) -> None:
-    source_ids = {s.id for s in frame.sources if s.id is not None}
-    for ri, r in enumerate(rois):
-        base = f"/rois/{ri}"
-        if type(r) is not dict:
-            c.wrong(base, "an object", r)
-            continue
-        labels = None
-        if "label" in r:
-            if r["label"] is not None:
-                labels = c.str_list(r["label"], base + "/label")
-        elif "labels" in r and r["labels"] is not None:
-            c.findings.append(Finding("roi_labels_key", base + "/labels", "The ROI uses 'labels'; the frame schema calls it 'label'. Read as 'label'."))
-            labels = c.str_list(r["labels"], base + "/labels")
-        roi_sources = None
-        if r.get("sources") is not None:
-            roi_sources = c.str_list(r["sources"], base + "/sources")
-            for k, sid in enumerate(roi_sources or ()):
-                if sid not in source_ids:
-                    c.findings.append(Finding("unknown_roi_source", f"{base}/sources/{k}", f"The ROI names source {sid!r}, which the frame does not have (sources: {sorted(source_ids)})."))
-        confidence = r.get("confidence")
-        if confidence is not None and (type(confidence) not in (int, float) or confidence != confidence):
-            c.wrong(base + "/confidence", "a number", confidence)
-            confidence = None
-        poly = r.get("poly")
-        if poly is not None:
-            if type(poly) is not list:
-                c.wrong(base + "/poly", "a flat array of numbers", poly)
-                poly = None
-            elif not all(type(x) in (int, float) for x in poly):
-                bad = next(i for i, x in enumerate(poly) if type(x) not in (int, float))
-                c.wrong(f"{base}/poly/{bad}", "a number", poly[bad])
-                poly = None
-            elif len(poly) % 2:
-                c.findings.append(Finding("poly_odd_length", base + "/poly", f"poly has {len(poly)} numbers; it must be x, y pairs."))
-        meta = c.obj_(r, "meta", base)
-        roi_type = meta.get("_type") if meta else None
-        mask = r.get("mask")
-        has_mask = False
-        mask_id = rgb = None
-        if mask is not None:
-            if type(mask) is not dict:
-                c.wrong(base + "/mask", "an object", mask)
-            else:
-                has_mask = True
-                mask_id = _id_string(mask.get("id"), base + "/mask/id", c, "mask")
-                if mask_id is None and "id" not in mask:
-                    c.findings.append(Finding("missing_key", base + "/mask/id", "roi.mask has no 'id'; it must name the mask (sources[].masks[].id) it colours."))
-                if "value" in mask:
-                    rgb = mask_colour(mask["value"], base + "/mask/value", c)
-                else:
-                    c.findings.append(Finding("missing_key", base + "/mask/value", "roi.mask has no 'value'; give the [r, g, b] colour of this ROI in the mask."))
-        frame.rois.append(Roi(
-            index=ri, id=c.str_(r, "id", base), labels=labels, source_ids=roi_sources,
-            confidence=float(confidence) if confidence is not None else None,
-            poly=[float(x) for x in poly] if poly is not None else None,
-            roi_type=roi_type if type(roi_type) is str else None, meta=meta,
-            has_mask=has_mask, mask_id=mask_id, mask_rgb=rgb,
-        ))
+                c.findings.append(Finding("missing_key", base + "/mask/value", "roi.mask has no 'value'; give the [r, g, b] colour of this ROI in the mask."))
+            roi_mask = RoiMask(id=mask_id or None, value=list(rgb) if rgb else None)
+    return Roi(
+        id=c.str_(r, "id", base), label=labels, sources=roi_sources,
+        confidence=float(confidence) if confidence is not None else None,
+        poly=[float(x) for x in poly] if poly is not None else None,
+        meta=c.raw_obj(r, "meta", base), mask=roi_mask,
+    )
