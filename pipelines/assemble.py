@@ -27,13 +27,12 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         | "Validate" >> Validate()
         | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode))
     )
-    rows = joined["rows"]
+    branches = {"frame_rows": joined["rows"], "duplicate_rows": joined["duplicates"]}
     tables = CORE_TABLES
     if job.decode:
         from transforms.masks import DecodeMasks, DecodeOptions
 
-        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job))
-        rows = (rows, decoded) | "AllRows" >> beam.Flatten()
+        branches.update(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job)))
         tables = CORE_TABLES + DECODE_TABLES
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
-    rows | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so)
+    branches | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so)

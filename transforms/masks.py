@@ -296,4 +296,4 @@ class DecodeMasks(beam.PTransform):
                 TableRows("issues", summary_findings(items, opts.min_label_frames)),
             ])
         )
-        return (decoded.rows, frames.rows, summary) | "DecodedRows" >> beam.Flatten()
+        return {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary}

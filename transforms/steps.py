@@ -8,8 +8,6 @@ then paid once per chunk. Step labels are stable CamelCase (Dataflow keys update
 """
 from __future__ import annotations
 
-import functools
-import gc
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,8 +18,9 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.coders import ChunkCoder
 from transforms.findings import Finding
-from transforms.flattening import TableRows, finding_row, frame_row, frame_tables, record_problem_row
+from transforms.flattening import TableRows, without_gc, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard
 from transforms.uris import redact_uri
@@ -41,24 +40,6 @@ class ValidatedChunk(NamedTuple):
 
 
 # --- plain functions, one chunk at a time --------------------------------------------------------------
-
-def without_gc(fn):
-    """Run a chunk function with the cyclic garbage collector paused.
-
-    A chunk allocates ~100,000 small acyclic objects; the collector would otherwise scan the young
-    generation every 700 of them, which doubled the cost of validation (measured in bench/).
-    """
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if not gc.isenabled():
-            return fn(*args, **kwargs)
-        gc.disable()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            gc.enable()
-    return wrapper
-
 
 @without_gc
 def validate_chunk(chunk: RecordChunk) -> ValidatedChunk:
@@ -168,6 +149,7 @@ class ReadFrames(beam.PTransform):
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
             | "ReadShards" >> beam.FlatMap(lambda uri: chunk_records(redact_uri(uri), iter_shard(uri, limits, opts), limits))
+            .with_output_types(RecordChunk)
             | "SpreadChunks" >> beam.Reshuffle()
         )
 
@@ -176,7 +158,11 @@ class Validate(beam.PTransform):
     """Chunks of raw records -> ValidatedChunk (parsed, checked, normalised frames + unparsable records)."""
 
     def expand(self, chunks):
-        return chunks | "ParseAndCheck" >> beam.Map(validate_chunk)
+        return chunks | "ParseAndCheck" >> beam.Map(validate_chunk).with_output_types(ValidatedChunk)
+
+
+for _chunk_type in (RecordChunk, ValidatedChunk, TableRows):
+    beam.coders.registry.register_coder(_chunk_type, ChunkCoder)
 
 
 @dataclass
@@ -199,8 +185,7 @@ class JoinMasks(beam.PTransform):
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch)))
         )
-        rows = (out.rows, duplicates) | "MergeRows" >> beam.Flatten()
-        return {"rows": rows, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES]}
+        return {"rows": out.rows, "duplicates": duplicates, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES]}
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -235,7 +220,8 @@ class WriteParquetFn(beam.DoFn):
 
 @dataclass
 class WriteTables(beam.PTransform):
-    """TableRows -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS, published at the end."""
+    """Named branches of TableRows -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS,
+    published at the end."""
 
     output: str
     run_id: str
@@ -246,18 +232,17 @@ class WriteTables(beam.PTransform):
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, rows):
+    def expand(self, branches: dict[str, beam.PCollection]):
+        # Each branch of rows is written where it is produced: flattening branches from different
+        # stages first would make the runner buffer (pickle) every row between them.
         staging = writing.staging_dir(self.output, self.run_id)
-        files = (
-            rows
-            | "WriteParquet" >> beam.ParDo(WriteParquetFn(staging, self.storage_options))
-            | "ListFiles" >> beam.combiners.ToList()
-        )
-        counts = (
-            rows
-            | "CountFindings" >> beam.Map(lambda item: writing.finding_counts([item]))
-            | "SumCounts" >> beam.CombineGlobally(_sum_counters)
-        )
+        written, counted = [], []
+        for name, rows in sorted(branches.items()):
+            label = name.title().replace("_", "")
+            written.append(rows | f"Write{label}" >> beam.ParDo(WriteParquetFn(staging, self.storage_options)))
+            counted.append(rows | f"Count{label}" >> beam.Map(lambda item: writing.finding_counts([item])))
+        files = tuple(written) | "AllFiles" >> beam.Flatten() | "ListFiles" >> beam.combiners.ToList()
+        counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters)
         output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
         return (
             files
