@@ -113,3 +113,18 @@ def test_truncated_and_flipped_records_never_raise(cut, pos, byte):
     flipped = bytearray(BASE_RAW)
     flipped[pos] = byte
     _accounted(bytes(flipped))
+
+
+def test_large_shards_split_into_parts_keep_line_numbers(tmp_path):
+    from transforms.reading import iter_shard, plan_shard
+
+    lines = [b'{"id":"%d","sources":[]}' % i if i % 7 else b"" for i in range(1, 2001)]
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    limits = ReadLimits(split_bytes=3000)
+    parts = plan_shard(str(path), limits)
+    assert len(parts) > 5
+    got = [(r.line, r.data) for part in parts for r in iter_shard(part, limits)]
+    whole = [(r.line, r.data) for r in iter_shard(str(path), limits)]
+    assert got == whole
+    assert [line for line, _ in got] == [i for i in range(1, 2001) if i % 7]

@@ -43,6 +43,60 @@ class ReadLimits:
     max_record_bytes: int = 16 * 1024 * 1024
     chunk_records: int = 1000
     chunk_bytes: int = 8 * 1024 * 1024
+    split_bytes: int = 64 * 1024 * 1024  # uncompressed JSON Lines shards larger than this are read in parts
+
+
+class ShardPart(NamedTuple):
+    """Lines of a shard starting in bytes [start, end) (end None: to the end); first_line numbers the first."""
+
+    uri: str
+    start: int = 0
+    end: int | None = None
+    first_line: int = 1
+
+    @property
+    def whole(self) -> bool:
+        return self.start == 0 and self.end is None
+
+
+def plan_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dict[str, Any] | None = None) -> list[ShardPart]:
+    """Split a large uncompressed JSON Lines shard into parts that workers read in parallel.
+
+    Parts start right after a newline; one sequential pass counts the newlines before each part so
+    records keep their physical line numbers (memchr speed: ~20x cheaper than parsing the records).
+    Compressed shards and .json documents cannot be split and are read whole.
+    """
+    if infer_compression(uri) or shard_format(uri) == "json":
+        return [ShardPart(uri)]
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        size = fs.size(path)
+    except (FileNotFoundError, PermissionError, ValueError, OSError):
+        return [ShardPart(uri)]  # reading it reports the problem
+    if not size or size <= limits.split_bytes:
+        return [ShardPart(uri)]
+    parts: list[ShardPart] = []
+    start, first_line, lines, pos = 0, 1, 0, 0
+    target = limits.split_bytes
+    with fs.open(path, "rb") as f:
+        while True:
+            block = f.read(4 * 1024 * 1024)
+            if not block:
+                break
+            while pos + len(block) > target:
+                cut = block.find(b"\n", max(target - pos, 0))
+                if cut < 0:
+                    break  # the part ends in a later block
+                boundary = pos + cut + 1
+                lines_before = lines + block.count(b"\n", 0, cut + 1)
+                if boundary < size:
+                    parts.append(ShardPart(uri, start, boundary, first_line))
+                    start, first_line = boundary, lines_before + 1
+                target = boundary + limits.split_bytes
+            lines += block.count(b"\n")
+            pos += len(block)
+    parts.append(ShardPart(uri, start, None, first_line))
+    return parts
 
 
 def expand_input(pattern: str, storage_options: dict[str, Any] | None = None) -> list[str]:
@@ -69,14 +123,17 @@ def shard_format(uri: str) -> str:
     return "json" if name.endswith(".json") else "jsonl"
 
 
-def iter_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dict[str, Any] | None = None) -> Iterator[RawRecord]:
-    """Every non-blank record of a shard, then (if reading failed part-way) one ``shard_unreadable`` problem.
+def iter_shard(source: str | ShardPart, limits: ReadLimits = ReadLimits(), storage_options: dict[str, Any] | None = None) -> Iterator[RawRecord]:
+    """Every non-blank record of a shard (or part of one), then (if reading failed part-way) one
+    ``shard_unreadable`` problem.
 
     Permanent failures (missing file, permission, corrupt compression) become findings; transient ones
     (connection errors, timeouts) raise so the runner retries the bundle.
     """
+    part = source if isinstance(source, ShardPart) else ShardPart(source)
+    uri = part.uri
     shown = redact_uri(uri)
-    last_line = 0
+    last_line = part.first_line - 1
     emitted = 0
     try:
         opened = fsspec.open(uri, mode="rb", compression=infer_compression(uri), **(storage_options or {}))
@@ -84,7 +141,9 @@ def iter_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dic
             if shard_format(uri) == "json":
                 records = _json_document_records(f.read(), limits)
             else:
-                records = _json_lines_records(f, limits)
+                if part.start:
+                    f.seek(part.start)
+                records = _json_lines_records(f, limits, part.first_line, None if part.end is None else part.end - part.start)
             for rec in records:
                 last_line = rec.line or last_line
                 emitted += 1
@@ -99,18 +158,23 @@ def iter_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dic
                     "Check that the file exists, is readable with these credentials and that its compression matches its suffix."),
         )
         return
-    if emitted == 0:
+    if emitted == 0 and part.whole:
         yield RawRecord(None, b"", Finding("shard_empty", "", f"{shown} holds no records; remove it or check the export that wrote it."))
 
 
-def _json_lines_records(f: io.BufferedIOBase, limits: ReadLimits) -> Iterator[RawRecord]:
+def _json_lines_records(f: io.BufferedIOBase, limits: ReadLimits, first_line: int = 1, length: int | None = None) -> Iterator[RawRecord]:
+    """Records of a JSON Lines stream; with ``length``, only lines starting within that many bytes."""
     reader = f if hasattr(f, "peek") else io.BufferedReader(f, buffer_size=1 << 20)  # type: ignore[arg-type]
     cap = limits.max_record_bytes
-    line_no = 0
+    line_no = first_line - 1
+    consumed = 0
     while True:
+        if length is not None and consumed >= length:
+            return
         line = reader.readline(cap + 1)
         if not line:
             return
+        consumed += len(line)
         line_no += 1
         if line.startswith(BOM):  # not only on line 1: concatenated exports carry one per part
             line = line[len(BOM):]
@@ -123,6 +187,7 @@ def _json_lines_records(f: io.BufferedIOBase, limits: ReadLimits) -> Iterator[Ra
                 if not line:
                     break
                 size += len(line)
+                consumed += len(line)
             yield RawRecord(line_no, head, Finding("record_too_large", "", f"The record has {size:,} bytes, more than --max-record-bytes={cap:,}; "
                                                    "split it, or raise the limit if such frames are expected."))
             continue

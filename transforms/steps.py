@@ -22,7 +22,7 @@ from transforms.coders import ChunkCoder
 from transforms.findings import Finding
 from transforms.flattening import TableRows, without_gc, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
-from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard
+from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
 from transforms.validation import Frame, validate_record
 from transforms import writing
@@ -129,8 +129,10 @@ def duplicate_id_rows(entries: Iterable[tuple[str, str, int]]) -> list[tuple]:
 class ReadFrames(beam.PTransform):
     """Globs -> chunks of raw records, spread over workers.
 
-    Globs are expanded on the workers (not while building the graph), and chunks are reshuffled so
-    one big shard still spreads its parsing over every core.
+    Globs are expanded on the workers (not while building the graph). Shards, and parts of large
+    shards, are spread over workers; the records themselves are never shuffled: reading, parsing,
+    validation, joining and writing run fused on the worker that reads them, so memory stays bounded
+    and no record is copied between processes.
     """
 
     patterns: Sequence[str]
@@ -148,9 +150,10 @@ class ReadFrames(beam.PTransform):
             | "ExpandGlobs" >> beam.FlatMap(expand_input, opts)
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
-            | "ReadShards" >> beam.FlatMap(lambda uri: chunk_records(redact_uri(uri), iter_shard(uri, limits, opts), limits))
+            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts)
+            | "SpreadParts" >> beam.Reshuffle()
+            | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(part, limits, opts), limits))
             .with_output_types(RecordChunk)
-            | "SpreadChunks" >> beam.Reshuffle()
         )
 
 
