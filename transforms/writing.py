@@ -1,18 +1,22 @@
-"""Writing tables: rows -> Parquet files in a staging folder, then one publish step at the end.
+"""Writing tables: rows -> Parquet files in the run's own folder, then one atomic publish at the end.
 
-Workers write each bundle's rows as Parquet files under ``OUTPUT/_staging/<run_id>/<table>/`` and
-report the files they wrote. Only files reported by committed bundles are published (a retried
-bundle's orphans are not), by one final step that moves them to ``OUTPUT/<table>/``, writes an empty
-file for a table with no rows (so ``SELECT * FROM 'OUTPUT/t/*.parquet'`` always works), then
-``summary.json`` and, last, the ``_SUCCESS`` marker: readers wait for it.
+Workers write each bundle's rows as Parquet files under ``OUTPUT/_runs/<run_id>/_incoming/<table>/``
+and report the files they wrote. One final step (``publish``) completes the run folder with only the
+files reported by committed bundles (a retried bundle's orphans are dropped), an empty file for a table
+with no rows (so ``SELECT * FROM 'OUTPUT/t/*.parquet'`` always works), ``summary.json`` and, last,
+``_SUCCESS``; then it exposes that folder as the output in one atomic step (``expose_run``), so a run
+killed at any moment leaves the previous complete output (or nothing), never a mix. The next
+successful run deletes the folders of killed runs.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 import posixpath
+import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,7 +30,11 @@ from transforms.schema import TABLES
 
 SUCCESS_MARKER = "_SUCCESS"
 SUMMARY_FILE = "summary.json"
-STAGING_DIR = "_staging"
+STAGING_DIR = "_staging"  # the old layout's staging folder: removed by the next successful run
+RUNS_DIR = "_runs"  # OUTPUT/_runs/<run_id>/: one complete, self-contained output per run
+INCOMING_DIR = "_incoming"  # OUTPUT/_runs/<run_id>/_incoming/: files workers wrote, before publish
+CURRENT_LINK = "_current"  # local disk: OUTPUT/_current -> _runs/<run_id>, swapped atomically
+PAUSE_BEFORE_SWAP_ENV = "FRAMEBEAM_TEST_PAUSE_BEFORE_PUBLISH_SWAP"
 
 
 class WrittenFile(NamedTuple):
@@ -51,7 +59,8 @@ def write_parquet(table: pa.Table, path: str, storage_options: dict[str, Any] | 
 
 
 def staging_dir(output: str, run_id: str) -> str:
-    return join_path(output, STAGING_DIR, run_id)
+    """Where workers write a run's files before publish: inside the run's own folder, never in place."""
+    return join_path(output, RUNS_DIR, run_id, INCOMING_DIR)
 
 
 class TableBuffer:
@@ -63,6 +72,8 @@ class TableBuffer:
 
     def add(self, item: TableRows) -> bool:
         """True when the table is full and should be flushed."""
+        if not item.rows:
+            return False
         buf = self.rows[item.table]
         buf.extend(item.rows)
         return len(buf) >= self.max_rows
@@ -84,41 +95,148 @@ def publish(
     tables: Sequence[str],
     summary: dict[str, Any],
     storage_options: dict[str, Any] | None = None,
+    before_success: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Move the reported staging files into place, then write summary.json and _SUCCESS (last)."""
+    """Complete the run's own folder ``OUTPUT/_runs/<run_id>/``, then expose it in one atomic step.
+
+    Inside the run folder: the reported files are renamed to ``<table>/part-NNNNN.parquet`` (unreported
+    orphans of retried bundles stay behind in the incoming folder and are deleted), summary.json is
+    written, ``before_success`` runs on the run folder (e.g. the report), and ``_SUCCESS`` comes last.
+    Then the run is exposed (see ``expose_run``) and the folders of earlier or killed runs are removed.
+    """
     fs, out = _fs(output, storage_options)
-    _, stage = _fs(staging_dir(output, run_id), storage_options)
+    run = join_path(out, RUNS_DIR, run_id)
+    success = join_path(run, SUCCESS_MARKER)
+    if fs.exists(success):  # a retried publish bundle: the run folder is already complete
+        with fs.open(success, "rb") as f:
+            summary = orjson.loads(f.read())
+    else:
+        summary = _complete_run_folder(fs, output, run, run_id, written, tables, summary, storage_options, before_success)
+    expose_run(fs, out, run_id, summary)
+    remove_other_runs(fs, out, keep=run_id)
+    return summary
+
+
+def _complete_run_folder(fs, output: str, run: str, run_id: str, written: Iterable[WrittenFile], tables: Sequence[str],
+                         summary: dict[str, Any], storage_options: dict[str, Any] | None,
+                         before_success: Callable[[str, dict[str, Any]], None] | None) -> dict[str, Any]:
     by_table: dict[str, list[WrittenFile]] = defaultdict(list)
     for w in written:
         by_table[w.table].append(w)
-    if fs.exists(join_path(out, SUCCESS_MARKER)):
-        fs.rm(join_path(out, SUCCESS_MARKER))
-    row_counts = {}
+    row_counts, files = {}, {}
     for table in tables:
-        final_dir = join_path(out, table)
-        if fs.exists(final_dir):
-            fs.rm(final_dir, recursive=True)
-        fs.makedirs(final_dir, exist_ok=True)
-        files = sorted(by_table.get(table, []), key=lambda w: w.path)
-        if not files:
-            write_parquet(TABLES[table].empty_table(), join_path(output, table, "part-empty.parquet"), storage_options)
-        for i, w in enumerate(files):
+        fs.makedirs(join_path(run, table), exist_ok=True)
+        reported = sorted(by_table.get(table, []), key=lambda w: w.path)
+        names = [f"{table}/part-{i:05d}.parquet" for i in range(len(reported))]
+        for w, name in zip(reported, names):
             _, src = _fs(w.path, storage_options)
-            fs.mv(src, join_path(final_dir, f"part-{i:05d}.parquet"))
-        row_counts[table] = sum(w.rows for w in files)
-    if fs.exists(stage):
-        fs.rm(stage, recursive=True)
-    try:
-        fs.rmdir(join_path(out, STAGING_DIR))
-    except (OSError, NotImplementedError):
-        pass  # another run is staging too, or the store has no folders
-    summary = {**summary, "tables": row_counts, "published_at": now_iso()}
+            fs.mv(src, join_path(run, name))
+        if not reported:  # so that SELECT * FROM 'OUTPUT/t/*.parquet' works on an empty table too
+            names = [f"{table}/part-empty.parquet"]
+            write_parquet(TABLES[table].empty_table(), join_path(output, RUNS_DIR, run_id, names[0]), storage_options)
+        row_counts[table] = sum(w.rows for w in reported)
+        files[table] = names
+    incoming = join_path(run, INCOMING_DIR)
+    if fs.exists(incoming):
+        fs.rm(incoming, recursive=True)
+    summary = {**summary, "tables": row_counts, "run_id": run_id, "run_folder": f"{RUNS_DIR}/{run_id}", "files": files,
+               "published_at": now_iso()}
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    with fs.open(join_path(out, SUMMARY_FILE), "wb") as f:
+    with fs.open(join_path(run, SUMMARY_FILE), "wb") as f:
         f.write(text)
-    with fs.open(join_path(out, SUCCESS_MARKER), "wb") as f:
+    if before_success is not None:
+        before_success(join_path(output, RUNS_DIR, run_id), summary)
+    with fs.open(join_path(run, SUCCESS_MARKER), "wb") as f:
         f.write(text)
     return summary
+
+
+def is_local(fs) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def expose_run(fs, out: str, run_id: str, summary: dict[str, Any]) -> None:
+    """Make a complete run folder the output, in one atomic step.
+
+    Local disk: every entry of the run folder (tables, summary.json, report, _SUCCESS) is reached through
+    a fixed symlink ``OUTPUT/<name> -> _current/<name>``, and ``OUTPUT/_current -> _runs/<run_id>`` is
+    swapped with one ``rename(2)`` (os.replace of a symlink). ``OUTPUT/<table>/*.parquet`` keeps working;
+    before the swap readers see the previous run whole (or dangling links: nothing), after it the new one.
+
+    Object stores have no rename: the run folder stays where it is and ``OUTPUT/_SUCCESS`` — one object,
+    replaced by one PUT, written last — names it (``run_folder``) and lists its files (``files``). Readers
+    there must read the tables through ``_SUCCESS``; summary.json beside it is a convenience copy.
+    """
+    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    if not is_local(fs):
+        with fs.open(join_path(out, SUMMARY_FILE), "wb") as f:
+            f.write(text)
+        _pause_for_tests()
+        with fs.open(join_path(out, SUCCESS_MARKER), "wb") as f:
+            f.write(text)
+        return
+    names = sorted(os.listdir(join_path(out, RUNS_DIR, run_id)))
+    legacy = join_path(out, SUCCESS_MARKER)
+    if os.path.isfile(legacy) and not os.path.islink(legacy):
+        os.remove(legacy)  # an output of the old in-place layout: incomplete from here until the swap
+    for name in names:
+        _link_through_current(out, name)
+    _pause_for_tests()
+    _replace_symlink(join_path(out, CURRENT_LINK), f"{RUNS_DIR}/{run_id}")
+    _fsync_dir(out)
+    for name in os.listdir(out):  # links to tables the new run does not have (e.g. run, then convert)
+        path = join_path(out, name)
+        if os.path.islink(path) and not os.path.exists(path) and os.readlink(path) == f"{CURRENT_LINK}/{name}":
+            os.remove(path)
+
+
+def _link_through_current(out: str, name: str) -> None:
+    path = join_path(out, name)
+    target = f"{CURRENT_LINK}/{name}"
+    if os.path.islink(path) and os.readlink(path) == target:
+        return
+    if os.path.lexists(path) and not os.path.islink(path):
+        # A real folder or file left by the old in-place layout: move it aside, removed with old runs.
+        legacy = join_path(out, RUNS_DIR, f"_legacy-{uuid.uuid4().hex[:8]}")
+        os.makedirs(legacy, exist_ok=True)
+        os.rename(path, join_path(legacy, name))
+    _replace_symlink(path, target)
+
+
+def _replace_symlink(path: str, target: str) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    os.symlink(target, tmp)
+    os.replace(tmp, path)  # rename(2): atomic, readers see the old link or the new one
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pause_for_tests() -> None:
+    """Test hook: hold the publish window open so a test can SIGKILL the run inside it."""
+    seconds = float(os.environ.get(PAUSE_BEFORE_SWAP_ENV, "0") or 0)
+    if seconds > 0:
+        print(f"framebeam: pausing {seconds} s before the publish swap ({PAUSE_BEFORE_SWAP_ENV})", flush=True)
+        time.sleep(seconds)
+
+
+def remove_other_runs(fs, out: str, keep: str) -> None:
+    """Delete the folders of earlier and of killed runs, and the old layout's ``_staging``.
+
+    One run per output folder at a time: a run still in progress into the same output would lose its files.
+    """
+    runs = join_path(out, RUNS_DIR)
+    for path in fs.ls(runs, detail=False) if fs.exists(runs) else []:
+        if posixpath.basename(path.rstrip("/")) != keep:
+            fs.rm(path, recursive=True)
+    legacy = join_path(out, STAGING_DIR)
+    if fs.exists(legacy):
+        fs.rm(legacy, recursive=True)
 
 
 def now_iso() -> str:
@@ -127,21 +245,30 @@ def now_iso() -> str:
 
 def read_summary(output: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     fs, out = _fs(output, storage_options)
-    with fs.open(join_path(out, SUMMARY_FILE), "rb") as f:
+    # _SUCCESS holds the summary and is what makes a run visible, on local disk and object stores alike.
+    with fs.open(join_path(out, SUCCESS_MARKER), "rb") as f:
         return orjson.loads(f.read())
 
 
 def finding_counts(items: Iterable[TableRows]) -> Counter:
-    """(severity, code) -> count over issues rows; frames and valid frames under ('frames', ...)."""
+    """Counts for summary.json: (severity, code) over issues rows, plus ('frames'|'records'|'masks', what)."""
     c: Counter = Counter()
     for item in items:
         if item.table == "issues":
             for row in item.rows:
                 c[(row[3], row[4])] += 1
+                if row[2] is None and row[0] is not None and row[4].startswith(("json_", "record_")):
+                    c[("records", "rejected")] += 1  # a record that never became a frame
         elif item.table == "frames":
             c[("frames", "total")] += len(item.rows)
             c[("frames", "valid")] += sum(1 for row in item.rows if row[8])
+        elif item.table == "masks":
+            c[("masks", "total")] += len(item.rows)
+            c[("masks", "decoded")] += sum(1 for row in item.rows if row[15] == "ok")
     return c
+
+
+COUNT_KINDS = ("frames", "records", "masks")
 
 
 @dataclass(frozen=True)
@@ -151,24 +278,37 @@ class RunInfo:
     started_at: str
 
 
-def build_summary(info: RunInfo, counts: Counter) -> dict[str, Any]:
+def build_summary(info: RunInfo, counts: Counter, extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    """summary.json: counts by severity and code (equal to the issues table), the verdict, the run's
+    parameters and versions, plus ``extras`` computed by other steps (labels, drift)."""
+    from transforms.verdict import verdict
+
     by_code: dict[str, dict[str, Any]] = {}
     severities: Counter = Counter()
     for (kind, code), n in sorted(counts.items()):
-        if kind == "frames":
+        if kind in COUNT_KINDS:
             continue
         by_code[code] = {"severity": kind, "count": n}
         severities[kind] += n
-    return {
+    frames = counts.get(("frames", "total"), 0)
+    valid = counts.get(("frames", "valid"), 0)
+    rejected = counts.get(("records", "rejected"), 0)
+    summary = {
         "command": info.command,
         "parameters": info.parameters,
         "started_at": info.started_at,
-        "frames": counts.get(("frames", "total"), 0),
-        "valid_frames": counts.get(("frames", "valid"), 0),
+        "frames": frames,
+        "valid_frames": valid,
+        "records": frames + rejected,
+        "invalid_records": frames - valid + rejected,
+        "masks": {"referenced": counts.get(("masks", "total"), 0), "decoded": counts.get(("masks", "decoded"), 0)},
         "findings": {"error": severities.get("error", 0), "warning": severities.get("warning", 0)},
         "findings_by_code": by_code,
         "versions": package_versions(),
+        **(extras or {}),
     }
+    summary.update(verdict(summary, info.parameters))
+    return summary
 
 
 def package_versions() -> dict[str, str]:
