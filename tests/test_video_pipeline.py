@@ -46,14 +46,16 @@ LONG_FPS, LONG_FRAMES = 2, 40
 LONG_TIMESTAMPS = [0, 1500, 4999, 5000, 7250, 12000, 14999, 19000, 19500]
 
 # Frames that must end as one error finding each, with the run going on: (frame id, mask uri,
-# timestamp, declared (width, height), expected code).
+# timestamp, declared (width, height), expected code, JSON pointer of the finding).
+MASK = "/sources/0/masks/0"
 ERROR_FRAMES = [
-    ("err-past-end", "clip25.mp4", 2401, (WIDTH, HEIGHT), "video_timestamp_out_of_range"),
-    ("err-negative", "clip25.mp4", -40, (WIDTH, HEIGHT), "video_timestamp_out_of_range"),
-    ("err-corrupt", "corrupt.mp4", 0, (WIDTH, HEIGHT), "video_corrupt"),
-    ("err-missing", "missing.mp4", 0, (WIDTH, HEIGHT), "mask_not_found"),
-    ("err-size", "clip25.mp4", 400, (WIDTH + 16, HEIGHT), "mask_size_mismatch"),
+    ("err-past-end", "clip25.mp4", 2401, (WIDTH, HEIGHT), "video_timestamp_out_of_range", f"{MASK}/timestamp"),
+    ("err-negative", "clip25.mp4", -40, (WIDTH, HEIGHT), "video_timestamp_out_of_range", f"{MASK}/timestamp"),
+    ("err-corrupt", "corrupt.mp4", 0, (WIDTH, HEIGHT), "video_corrupt", MASK),
+    ("err-missing", "missing.mp4", 0, (WIDTH, HEIGHT), "mask_not_found", MASK),
+    ("err-size", "clip25.mp4", 400, (WIDTH + 16, HEIGHT), "mask_size_mismatch", MASK),
 ]
+NO_TIMESTAMP_FRAME = "no-timestamp"  # a clip25.mp4 mask entry without "timestamp": the frame at 0 ms
 
 # Columns of each table that must be equal between a video frame and its PNG twin (everything
 # but where the rows come from: shard/line, and the masks' uri, content type, timestamp, mode).
@@ -69,15 +71,17 @@ def selected_frame(timestamp_ms: int, fps: Fraction, frame_count: int) -> int:
     return min(math.floor(Fraction(timestamp_ms) * fps / 1000), frame_count - 1)
 
 
-def frame_record(frame_id: str, mask_uri: str, timestamp: int, size: tuple[int, int] = (WIDTH, HEIGHT),
+def frame_record(frame_id: str, mask_uri: str, timestamp: int | None, size: tuple[int, int] = (WIDTH, HEIGHT),
                  content_type: str | None = None, colours=(*BLOB_COLOURS, NEVER_DRAWN)) -> dict:
     """A frame with one source whose one mask is ``mask_uri``; one mask ROI per colour."""
-    mask = {"id": "00", "uri": mask_uri, "timestamp": timestamp, "width": size[0], "height": size[1]}
+    mask = {"id": "00", "uri": mask_uri, "width": size[0], "height": size[1]}
+    if timestamp is not None:
+        mask["timestamp"] = timestamp
     if content_type:
         mask["content_type"] = content_type
     return {
         "id": frame_id,
-        "timestamp": 1_700_000_000_000 + max(timestamp, 0),
+        "timestamp": 1_700_000_000_000 + max(timestamp or 0, 0),
         "sources": [{"id": "cam", "uri": "images/cam.jpg", "content_type": "image/jpeg", "width": size[0], "height": size[1],
                      "timestamp": 0, "masks": [mask]}],
         "rois": [{"label": [f"class-{i}"], "sources": ["cam"], "meta": {"_type": "mask"}, "mask": {"id": "00", "value": list(rgb)}}
@@ -117,7 +121,8 @@ def lossless_run(tmp_path_factory) -> tuple[Path, Counter]:
 
     frames = list(twin_frames())
     frames += [frame_record(f"long-{i}", f"{LONG_VIDEO}.mp4", t) for i, t in enumerate(LONG_TIMESTAMPS)]
-    frames += [frame_record(fid, uri, t, size) for fid, uri, t, size, _ in ERROR_FRAMES]
+    frames += [frame_record(fid, uri, t, size) for fid, uri, t, size, _, _ in ERROR_FRAMES]
+    frames.append(frame_record(NO_TIMESTAMP_FRAME, "clip25.mp4", None))
     write_shards(folder, frames, shards=3, seed=11)
 
     opens: Counter = Counter()
@@ -203,11 +208,10 @@ def test_two_frame_rates_select_different_frames_at_the_same_boundary(lossless_r
 
 def test_bad_videos_and_timestamps_are_error_findings_on_their_frame(lossless_run):
     out, _ = lossless_run
-    for frame_id, _, _, _, code in ERROR_FRAMES:
+    for frame_id, _, _, _, code, path in ERROR_FRAMES:
         issues = query(f"SELECT code, path, message FROM {table(out, 'issues')} WHERE frame_id = '{frame_id}' AND severity = 'error'")
-        assert [c for c, _, _ in issues] == [code], frame_id
-        _, path, message = issues[0]
-        assert path.startswith("/sources/0/masks/0") and message, frame_id
+        assert [(c, p) for c, p, _ in issues] == [(code, path)], frame_id
+        assert issues[0][2], frame_id
         assert query(f"SELECT status FROM {table(out, 'masks')} WHERE frame_id = '{frame_id}'") == [(code,)]
         assert query(f"SELECT valid, n_errors FROM {table(out, 'frames')} WHERE frame_id = '{frame_id}'") == [(False, 1)]
         assert query(f"SELECT count(*) FROM {table(out, 'label_stats')} WHERE frame_id = '{frame_id}'") == [(0,)]
@@ -215,9 +219,17 @@ def test_bad_videos_and_timestamps_are_error_findings_on_their_frame(lossless_ru
 
 def test_frames_beside_bad_ones_stay_valid(lossless_run):
     out, _ = lossless_run
-    n_good = 2 * sum(len(t) for t in TIMESTAMPS.values()) + len(LONG_TIMESTAMPS)
+    n_good = 2 * sum(len(t) for t in TIMESTAMPS.values()) + len(LONG_TIMESTAMPS) + 1  # + NO_TIMESTAMP_FRAME
     assert query(f"SELECT count(*) FROM {table(out, 'frames')} WHERE valid AND frame_id NOT LIKE 'err-%'") == [(n_good,)]
     assert query(f"SELECT count(*) FROM {table(out, 'frames')}") == [(n_good + len(ERROR_FRAMES),)]
+
+
+def test_a_mask_without_timestamp_is_the_frame_at_0_ms(lossless_run):
+    out, _ = lossless_run
+    columns = "rgb, pixel_count, bbox_x0, bbox_y0, bbox_x1, bbox_y1, centroid_x, centroid_y"
+    at_zero = query(f"SELECT {columns} FROM {table(out, 'label_stats')} WHERE frame_id = 'v-clip25-0' ORDER BY rgb")
+    assert TIMESTAMPS["clip25"][0] == 0 and at_zero
+    assert query(f"SELECT {columns} FROM {table(out, 'label_stats')} WHERE frame_id = '{NO_TIMESTAMP_FRAME}' ORDER BY rgb") == at_zero
 
 
 # --- decode once per time segment -----------------------------------------------------------------------------
@@ -227,13 +239,13 @@ def test_each_video_is_opened_once_per_time_segment(lossless_run):
     segments: dict[str, set[int]] = {}
     references = [(f"{n}.mp4", t) for n, ts in TIMESTAMPS.items() for t in ts]
     references += [(f"{LONG_VIDEO}.mp4", t) for t in LONG_TIMESTAMPS]
-    references += [(uri, t) for _, uri, t, _, _ in ERROR_FRAMES if uri != "missing.mp4"]
+    references += [(uri, t) for _, uri, t, _, _, _ in ERROR_FRAMES if uri != "missing.mp4"]
     for uri, timestamp in references:
         if timestamp >= 0:  # a negative timestamp is refused before the video is opened
             segments.setdefault(uri, set()).add(timestamp // SEGMENT_MS)
     assert segments["clip25.mp4"] == {0} and len(segments[f"{LONG_VIDEO}.mp4"]) == 4
     assert dict(opens) == {uri: len(s) for uri, s in segments.items()}
-    # clip25 alone serves 17 + 3 frames from that one open.
+    # clip25 serves its 17 twins, 3 error frames and the frame without a timestamp from that one open.
     long_rows = query(f"SELECT count(*) FROM {table(out, 'masks')} WHERE frame_id LIKE 'long-%' AND status = 'ok'")
     assert long_rows == [(len(LONG_TIMESTAMPS),)]
 

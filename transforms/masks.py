@@ -86,9 +86,14 @@ def mask_requests(joined: JoinedFrame) -> Iterator[MaskRequest]:
 
 
 def group_key(req: MaskRequest, segment_ms: int) -> str:
-    """Requests sharing a key share one read and decode: the URI, plus the time segment for videos."""
-    if req.is_video and req.timestamp is not None and req.timestamp >= 0:
-        return f"{req.read_uri}\x00{req.timestamp // segment_ms}"
+    """Requests sharing a key share one read and decode: the URI, plus the time segment for videos.
+
+    A missing mask timestamp means 0 here as in ``_analyse_video``, so it shares segment 0's decode.
+    Negative timestamps get segments below 0: groups that fail without decoding.
+    """
+    if req.is_video:
+        timestamp = req.timestamp if req.timestamp is not None else 0
+        return f"{req.read_uri}\x00{timestamp // segment_ms}"
     return req.read_uri
 
 
@@ -199,23 +204,29 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
 
 
 def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
-    from transforms.video import decode_video_frames
+    from transforms.video import VIDEO_TIMESTAMP_OUT_OF_RANGE, decode_video_frames
 
     by_ts: dict[int, list[MaskRequest]] = defaultdict(list)
     for req in requests:
         by_ts[req.timestamp if req.timestamp is not None else 0].append(req)
     first = requests[0]
     start = min(by_ts)
+    # Held so that the cache key (which includes id(packed)) cannot be reused by a newer array.
+    analysed_frame: np.ndarray | None = None
+    cache: dict = {}
     try:
         with open_binary(first.read_uri, options.storage_options) as f:
             for result in decode_video_frames(f, list(by_ts), start_ms=max(start, 0), max_pixels=options.max_mask_pixels):
                 reqs = by_ts.pop(result.timestamp_ms, [])
                 if result.error_code:
+                    # Only an out-of-range timestamp is the timestamp's fault; the rest is the video's.
+                    suffix = "/timestamp" if result.error_code == VIDEO_TIMESTAMP_OUT_OF_RANGE else ""
                     for req in reqs:
-                        yield failed_request(req, Finding(result.error_code, req.path + "/timestamp",
+                        yield failed_request(req, Finding(result.error_code, req.path + suffix,
                                                           f"Mask video {redact_uri(req.read_uri)} at {result.timestamp_ms} ms: {result.error_message}"))
                     continue
-                cache: dict = {}
+                if result.packed is not analysed_frame:  # timestamps selecting one frame share its analysis
+                    analysed_frame, cache = result.packed, {}
                 for req in reqs:
                     yield analyse_request(req, result.packed, "video", options, cache)
     except Exception as exc:  # noqa: BLE001 - reading the video object itself failed
@@ -224,7 +235,8 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
             raise
         for reqs in by_ts.values():
             for req in reqs:
-                yield failed_request(req, Finding(code, req.path, f"Cannot read mask video {redact_uri(req.read_uri)}: {type(exc).__name__}."))
+                yield failed_request(req, Finding(code, req.path, f"Cannot read mask video {redact_uri(req.read_uri)}: {type(exc).__name__}: "
+                                                  f"{redact_uri(str(exc))[:300]}. Check the URI and the workers' credentials."))
 
 
 # --- Beam ------------------------------------------------------------------------------------------------
