@@ -73,10 +73,16 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
 
     from pipelines.runner import InputError, run_job
 
+    from transforms.uris import redact_uri
+
     try:
-        summary = run_job(job, beam_options(beam_flags))
+        summary = run_job(job, beam_options(beam_flags), show_progress=not job.quiet)
     except InputError as e:
         print(f"framebeam: {e}", file=sys.stderr)
+        return EXIT_MISUSE
+    except Exception as e:  # noqa: BLE001 - storage down, runner failure: a scheduler must see 2, not 1
+        logging.getLogger("framebeam").debug("run failed", exc_info=True)
+        print(f"framebeam: the run failed ({type(e).__name__}: {redact_uri(str(e))[:2000]}); nothing was published.", file=sys.stderr)
         return EXIT_MISUSE
     if not job.quiet:
         from pipelines.runner import print_summary
@@ -84,7 +90,7 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
         print_summary(summary, job)
     if job.command != "validate":
         return EXIT_OK
-    return EXIT_OK if summary["findings"]["error"] <= job.max_errors else EXIT_FAILED_CHECKS
+    return EXIT_OK if summary["passed"] else EXIT_FAILED_CHECKS
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ class JobOptions:
     allow_uri_prefixes: tuple[str, ...] = ()
     min_label_frames: int = 5
     max_errors: int = 0
+    fail_on: str = "error"
+    max_error_rate: float | None = None
+    baseline: str | None = None
+    max_drift: float | None = None
     quiet: bool = False
 
     def parameters(self) -> dict[str, Any]:
@@ -70,9 +74,17 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             help="Only read mask URIs under this prefix (repeatable).")
         parser.add_argument("--min-label-frames", type=_positive_int, default=5, metavar="N",
                             help="Warn about labels seen in fewer frames (default 5).")
+        parser.add_argument("--baseline", metavar="DIR",
+                            help="An earlier run's output: report labels that appeared, vanished or changed colour, and label-distribution drift.")
+        parser.add_argument("--max-drift", type=_fraction, metavar="FRACTION",
+                            help="With --baseline: an error finding when the L-infinity distance between label frequency distributions exceeds it.")
     if command == "validate":
         parser.add_argument("--max-errors", type=_non_negative_int, default=0, metavar="N",
-                            help="Pass with up to N error findings (default 0).")
+                            help="Pass with up to N failing findings (default 0).")
+        parser.add_argument("--fail-on", choices=("error", "warning"), default="error",
+                            help="Which findings fail validation: errors only (default), or warnings too.")
+        parser.add_argument("--max-error-rate", type=_fraction, metavar="FRACTION",
+                            help="Fail when more than this fraction of records is invalid (a frame with an error, or a record that is no frame).")
         parser.add_argument("--no-decode", action="store_true", help="Skip decoding masks (structure and joins only).")
 
 
@@ -93,6 +105,10 @@ def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
         allow_uri_prefixes=tuple(getattr(args, "allow_uri_prefixes", ())),
         min_label_frames=getattr(args, "min_label_frames", 5),
         max_errors=getattr(args, "max_errors", 0),
+        fail_on=getattr(args, "fail_on", "error"),
+        max_error_rate=getattr(args, "max_error_rate", None),
+        baseline=getattr(args, "baseline", None),
+        max_drift=getattr(args, "max_drift", None),
         quiet=args.quiet,
     )
 
@@ -144,6 +160,13 @@ def _non_negative_int(text: str) -> int:
     v = int(text)
     if v < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def _fraction(text: str) -> float:
+    v = float(text)
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError("must be a fraction in 0..1")
     return v
 
 

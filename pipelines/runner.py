@@ -1,14 +1,17 @@
 """Running a job: check its inputs, build and run the pipeline, read back its summary."""
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
 import apache_beam as beam
+import fsspec
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.assemble import build_pipeline, new_run_id
 from pipelines.options import JobOptions
+from pipelines.progress import Progress
 from transforms.joining import MaskLabels
 from transforms.reading import expand_input
 from transforms.uris import redact_uri
@@ -19,14 +22,34 @@ class InputError(Exception):
     """Misuse or unreachable input: the CLI exits 2."""
 
 
-def check_inputs(job: JobOptions) -> None:
+def check_inputs(job: JobOptions) -> int | None:
+    """Every glob matches a file (else InputError); returns the inputs' total size when it can tell."""
+    total = 0
     for pattern in job.inputs:
         try:
             matched = expand_input(pattern, job.storage_options)
+            fs, _ = fsspec.core.url_to_fs(pattern, **job.storage_options)
+            total += sum(fs.size(m) or 0 for m in matched[:10_000])
         except Exception as e:  # noqa: BLE001 - any storage failure here is the user's to see, with exit 2
             raise InputError(f"cannot list {redact_uri(pattern)}: {type(e).__name__}: {redact_uri(str(e))}") from None
         if not matched:
             raise InputError(f"no input file matches {redact_uri(pattern)}; check the path and quote globs so the shell does not expand them")
+    return total or None
+
+
+def check_baseline(job: JobOptions) -> None:
+    if not job.baseline:
+        if job.max_drift is not None:
+            raise InputError("--max-drift needs --baseline (an earlier run's output folder)")
+        return
+    if not job.decode:
+        raise InputError("--baseline compares label statistics, which need mask decoding: drop --no-decode")
+    from transforms.drift import DriftInputError, read_label_counts
+
+    try:
+        read_label_counts(job.baseline, job.storage_options)
+    except (DriftInputError, OSError) as e:
+        raise InputError(f"--baseline: {redact_uri(str(e))}") from None
 
 
 def load_mask_labels(job: JobOptions) -> MaskLabels | None:
@@ -38,15 +61,17 @@ def load_mask_labels(job: JobOptions) -> MaskLabels | None:
         raise InputError(f"--mask-labels {redact_uri(job.mask_labels)}: {e}") from None
 
 
-def run_job(job: JobOptions, options: PipelineOptions) -> dict[str, Any]:
+def run_job(job: JobOptions, options: PipelineOptions, show_progress: bool = False) -> dict[str, Any]:
     """Run the pipeline to completion and return its summary (summary.json)."""
-    check_inputs(job)
+    total_bytes = check_inputs(job)
+    check_baseline(job)
     mask_labels = load_mask_labels(job)
     started = time.monotonic()
     p = beam.Pipeline(options=options)
     build_pipeline(p, job, mask_labels, new_run_id())
-    result = p.run()
-    result.wait_until_finish()
+    with Progress(total_bytes) if show_progress else contextlib.nullcontext():
+        result = p.run()
+        result.wait_until_finish()
     summary = read_summary(job.output, job.storage_options)
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     return summary
@@ -64,6 +89,21 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
         lines.append(f"  {'code'.ljust(width)}  severity  count")
         for code, info in by_code:
             lines.append(f"  {code.ljust(width)}  {info['severity']:<8}  {info['count']:,}")
+    labels = summary.get("labels") or []
+    if labels:
+        lines.append("  top labels: " + ", ".join(f"{'/'.join(x['labels']) or '(none)'} {x['frames']:,}" for x in labels[:8]))
+    masks = summary.get("masks", {})
+    if masks.get("decoded"):
+        elapsed = summary.get("elapsed_s") or 0
+        rate = f", {masks['decoded'] / elapsed:,.1f} masks/s" if elapsed else ""
+        lines.append(f"  masks: {masks['decoded']:,} decoded of {masks['referenced']:,} referenced{rate}")
+    drift = summary.get("drift")
+    if drift:
+        d = drift["distribution"]
+        lines.append(f"  drift vs {drift['baseline']}: L-inf {d['distance']:.4f}, {len(drift['labels_appeared'])} label(s) appeared, "
+                     f"{len(drift['labels_vanished'])} vanished, {len(drift['colour_changed'])} changed colour")
     tables = summary.get("tables", {})
     lines.append("  tables: " + ", ".join(f"{t}={n:,}" for t, n in tables.items()) + f"  -> {redact_uri(job.output)}")
+    if job.command == "validate":
+        lines.append("  PASSED" if summary["passed"] else "  FAILED: " + "; ".join(summary["reasons"]))
     print("\n".join(lines))

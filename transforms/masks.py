@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import numpy as np
 
+from transforms import progress
 from transforms.findings import ERROR, Finding
 from transforms.flattening import TableRows, finding_row, infer_content_type, mask_base_row, with_frame_counts
 from transforms.joining import Declaration, JoinedFrame
@@ -242,17 +243,21 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
 # --- Beam ------------------------------------------------------------------------------------------------
 
 LABEL_KEYS = "label_keys"
+LABEL_ITEMS = "label_items"  # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
 FRAME_COUNTS = "frame_counts"
 
 
 def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
     tables: dict[str, list] = defaultdict(list)
+    decoded = 0
     for r in results:
+        decoded += 1
         for table, rows in r.tables.items():
             tables[table].extend(rows)
         yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_keys)))
         for row in r.tables.get("label_stats", ()):
             yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])))
+    progress.note(masks=decoded)
     for table, rows in tables.items():
         if rows:
             yield TableRows(table, rows)
@@ -298,14 +303,14 @@ class DecodeMasks(beam.PTransform):
             | "JoinFrameCounts" >> beam.CoGroupByKey()
             | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, main="rows")
         )
-        summary = (
+        label_items = (
             (decoded[LABEL_KEYS], frames[LABEL_KEYS])
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
             | "ListLabels" >> beam.combiners.ToList()
-            | "SummaryRows" >> beam.FlatMap(lambda items: [
-                TableRows("label_summary", label_summary_rows(items)),
-                TableRows("issues", summary_findings(items, opts.min_label_frames)),
-            ])
         )
-        return {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary}
+        summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
+            TableRows("label_summary", label_summary_rows(items)),
+            TableRows("issues", summary_findings(items, opts.min_label_frames)),
+        ])
+        return {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary, LABEL_ITEMS: label_items}

@@ -25,12 +25,13 @@ from transforms.joining import MaskLabels, join_frame
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
 from transforms.validation import Frame, validate_record
-from transforms import writing
+from transforms import progress, writing
 
 FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
 DUPLICATE_BUCKETS = 64
+SUMMARY_EXTRAS = "summary_extras"  # a branch of (key, value) pairs merged into summary.json
 
 
 class ValidatedChunk(NamedTuple):
@@ -161,7 +162,13 @@ class Validate(beam.PTransform):
     """Chunks of raw records -> ValidatedChunk (parsed, checked, normalised frames + unparsable records)."""
 
     def expand(self, chunks):
-        return chunks | "ParseAndCheck" >> beam.Map(validate_chunk).with_output_types(ValidatedChunk)
+        return chunks | "ParseAndCheck" >> beam.Map(_validate_and_count).with_output_types(ValidatedChunk)
+
+
+def _validate_and_count(chunk: RecordChunk) -> ValidatedChunk:
+    validated = validate_chunk(chunk)
+    progress.note(records=len(chunk.records), bytes=sum(len(r.data) for r in chunk.records), frames=len(validated.frames))
+    return validated
 
 
 for _chunk_type in (RecordChunk, ValidatedChunk, TableRows):
@@ -208,12 +215,15 @@ class WriteParquetFn(beam.DoFn):
         self.buffer = writing.TableBuffer(self.max_rows)
 
     def process(self, item: TableRows):
+        if item.table == "issues":
+            progress.note(findings=len(item.rows))
         if self.buffer.add(item):
             yield self._flush(item.table)
 
     def finish_bundle(self):
         for table in list(self.buffer.rows):
             yield WindowedValue(self._flush(table), GlobalWindow().max_timestamp(), [GlobalWindow()])
+        progress.flush()
 
     def _flush(self, table: str) -> writing.WrittenFile:
         rows = self.buffer.take(table)
@@ -238,6 +248,8 @@ class WriteTables(beam.PTransform):
     def expand(self, branches: dict[str, beam.PCollection]):
         # Each branch of rows is written where it is produced: flattening branches from different
         # stages first would make the runner buffer (pickle) every row between them.
+        branches = dict(branches)
+        extras = branches.pop(SUMMARY_EXTRAS, None)
         staging = writing.staging_dir(self.output, self.run_id)
         written, counted = [], []
         for name, rows in sorted(branches.items()):
@@ -246,14 +258,27 @@ class WriteTables(beam.PTransform):
             counted.append(rows | f"Count{label}" >> beam.Map(lambda item: writing.finding_counts([item])))
         files = tuple(written) | "AllFiles" >> beam.Flatten() | "ListFiles" >> beam.combiners.ToList()
         counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters)
+        if extras is None:
+            extras = files.pipeline | "NoSummaryExtras" >> beam.Create([])
         output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
         return (
             files
             | "Publish" >> beam.Map(
-                lambda written, counts: writing.publish(output, run_id, written, tables, writing.build_summary(info, counts), so),
+                lambda written, counts, extras: writing.publish(
+                    output, run_id, written, tables, writing.build_summary(info, counts, extras), so, _write_report(so)),
                 counts=beam.pvalue.AsSingleton(counts),
+                extras=beam.pvalue.AsDict(extras),
             )
         )
+
+
+def _write_report(storage_options):
+    """The report is written before _SUCCESS: a person opening a complete output finds it there."""
+    def write(output: str, summary: dict) -> None:
+        from transforms.report import write_report
+
+        write_report(output, storage_options, drift=summary.get("drift"))
+    return write
 
 
 def _sum_counters(counters):

@@ -146,3 +146,36 @@ def summary_findings(items: Sequence[tuple[LabelKey, LabelAccumulator]], min_lab
             add("label_imbalance", f"Label {list(most)} occurs in {hi} frames, {list(least)} in {lo}: ratio {hi / lo:.0f} > "
                 f"{IMBALANCE_RATIO}; rebalance the data or weight the loss.")
     return out
+
+
+TOP_LABELS = 100
+
+
+def label_totals(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[dict]:
+    """Per-label totals for summary.json (most frames first, at most TOP_LABELS)."""
+    rows = sorted(items, key=lambda kv: (-kv[1].frames, kv[0]))[:TOP_LABELS]
+    return [{"labels": list(labels), "rgb": list(rgb), "frames": a.frames, "masks": a.masks, "total_pixels": a.pixels}
+            for (labels, rgb), a in rows]
+
+
+def label_counts(items: Sequence[tuple[LabelKey, LabelAccumulator]]):
+    """This run's frames per label and colours per label, as drift compares them."""
+    from transforms.drift import LabelCounts
+
+    frames: dict[tuple[str, ...], int] = defaultdict(int)
+    colours: dict[tuple[str, ...], set] = defaultdict(set)
+    for (labels, rgb), a in items:
+        if labels:
+            frames[labels] += a.frames
+            colours[labels].add(tuple(rgb))
+    return LabelCounts(dict(frames), dict(colours), "label_summary")
+
+
+def drift_against(items: Sequence[tuple[LabelKey, LabelAccumulator]], baseline: str,
+                  storage_options: dict | None = None, max_drift: float | None = None) -> dict:
+    """This run's labels compared with an earlier run's output (see transforms.drift)."""
+    from transforms.drift import compare_label_counts, read_label_counts
+    from transforms.uris import redact_uri
+
+    result = compare_label_counts(label_counts(items), read_label_counts(baseline, storage_options), max_drift=max_drift)
+    return {"baseline": redact_uri(baseline), **result}
