@@ -25,8 +25,8 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
     joined = (
         p
         | "ReadFrames" >> ReadFrames(job.inputs, limits, so)
-        | "Validate" >> Validate()
-        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode))
+        | "Validate" >> Validate(job.max_json_depth)
+        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame))
     )
     branches = {"frame_rows": joined["rows"], "duplicate_rows": joined["duplicates"]}
     tables = CORE_TABLES

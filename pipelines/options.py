@@ -31,6 +31,9 @@ class JobOptions:
     storage_options: dict[str, Any] = field(default_factory=dict)
     max_record_bytes: int = 16 * 1024 * 1024
     max_mask_pixels: int = 100_000_000
+    max_json_depth: int = 64
+    max_masks_per_frame: int = 256
+    mask_decode_timeout: float = 60.0
     colour_tolerance: int = 0
     crop_png: bool = False
     allow_http: bool = False
@@ -62,10 +65,16 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="fsspec storage options as JSON, e.g. '{\"anon\": true}' (credentials come from the standard chains).")
     parser.add_argument("--max-record-bytes", type=_positive_int, default=16 * 1024 * 1024, metavar="N",
                         help="Longest record read (default 16 MiB); longer records become record_too_large findings.")
+    parser.add_argument("--max-json-depth", type=_positive_int, default=64, metavar="N",
+                        help="Deepest nesting of a record (default 64; the record is level 1); deeper records become json_too_deep findings.")
     parser.add_argument("--quiet", action="store_true", help="No summary table on the terminal.")
     if command in ("run", "validate"):
         parser.add_argument("--max-mask-pixels", type=_positive_int, default=100_000_000, metavar="N",
                             help="Refuse masks with more pixels, before decoding (default 100 megapixels).")
+        parser.add_argument("--max-masks-per-frame", type=_positive_int, default=256, metavar="N",
+                            help="Decode at most N masks per frame (default 256); a frame with more gets a too_many_masks error.")
+        parser.add_argument("--mask-decode-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                            help="Time limit per mask for decoding and statistics (default 60); over it: mask_decode_timeout.")
         parser.add_argument("--colour-tolerance", type=_byte, default=0, metavar="N",
                             help="Assign a pixel to the nearest declared colour within N per channel (default 0: exact; for lossy masks).")
         parser.add_argument("--crop-png", action="store_true", help="Also store each crop as 1-bit PNG bytes in crops.png.")
@@ -99,6 +108,9 @@ def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
         storage_options=args.storage_options,
         max_record_bytes=args.max_record_bytes,
         max_mask_pixels=getattr(args, "max_mask_pixels", 100_000_000),
+        max_json_depth=args.max_json_depth,
+        max_masks_per_frame=getattr(args, "max_masks_per_frame", 256),
+        mask_decode_timeout=getattr(args, "mask_decode_timeout", 60.0),
         colour_tolerance=getattr(args, "colour_tolerance", 0),
         crop_png=getattr(args, "crop_png", False),
         allow_http=getattr(args, "allow_http", False),
@@ -153,6 +165,13 @@ def _positive_int(text: str) -> int:
     v = int(text)
     if v <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
     return v
 
 

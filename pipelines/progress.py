@@ -22,7 +22,7 @@ class Progress:
         self.total_bytes = total_bytes or None
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
-        self.interval = interval or (1.0 if self.tty else 5.0)
+        self.interval = interval or float(os.environ.get("FRAMEBEAM_PROGRESS_SECONDS", 0)) or (1.0 if self.tty else 5.0)
         self.directory = Path(tempfile.mkdtemp(prefix="framebeam-progress-"))
         self.started = time.monotonic()
         self._stop = threading.Event()

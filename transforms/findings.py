@@ -25,7 +25,7 @@ CODES: dict[str, CodeInfo] = {
     "json_invalid": CodeInfo(ERROR, "The record is not valid JSON."),
     "json_invalid_utf8": CodeInfo(ERROR, "The record is not valid UTF-8."),
     "json_nan_or_infinity": CodeInfo(ERROR, "The record uses NaN or Infinity, which JSON does not allow."),
-    "json_too_deep": CodeInfo(ERROR, "The record nests deeper than the JSON depth limit."),
+    "json_too_deep": CodeInfo(ERROR, "The record nests deeper than --max-json-depth (default 64; orjson's own limit is 1024)."),
     "record_too_large": CodeInfo(ERROR, "The record is larger than --max-record-bytes; raw holds its start."),
     "record_not_object": CodeInfo(ERROR, "The record is valid JSON but not an object, so it cannot be a frame."),
     # Structure of a frame
@@ -57,7 +57,8 @@ CODES: dict[str, CodeInfo] = {
     "mask_too_large": CodeInfo(ERROR, "The mask has more pixels than --max-mask-pixels; refused before decoding."),
     "mask_unsupported_mode": CodeInfo(ERROR, "The mask's pixel format cannot be represented exactly as 8-bit RGB (16-bit, CMYK, ...)."),
     "mask_size_mismatch": CodeInfo(ERROR, "The mask's size differs from the declared width/height of its mask entry or source."),
-    "mask_decode_timeout": CodeInfo(ERROR, "Decoding the mask took longer than the per-mask time limit."),
+    "mask_decode_timeout": CodeInfo(ERROR, "Decoding the mask took (or would take) longer than --mask-decode-timeout seconds."),
+    "too_many_masks": CodeInfo(ERROR, "The frame references more masks than --max-masks-per-frame; those beyond the limit are not decoded."),
     "mask_colour_absent": CodeInfo(WARNING, "A declared colour has no pixels in the mask."),
     "mask_undeclared_pixels": CodeInfo(WARNING, "The mask has pixels in colours nobody declared (void, seams, a wrong class table)."),
     # Video masks
@@ -68,6 +69,11 @@ CODES: dict[str, CodeInfo] = {
     "colour_multiple_labels": CodeInfo(WARNING, "One colour stands for different labels across frames."),
     "label_few_samples": CodeInfo(WARNING, "A label occurs in fewer frames than --min-label-frames."),
     "label_imbalance": CodeInfo(WARNING, "The most frequent label occurs in over 50x more frames than the least frequent."),
+    # Drift against --baseline (an earlier run's output)
+    "drift_label_appeared": CodeInfo(WARNING, "A label is in this run but not in the baseline."),
+    "drift_label_vanished": CodeInfo(WARNING, "A label was in the baseline but is not in this run."),
+    "drift_label_colour_changed": CodeInfo(WARNING, "A label's set of colours differs from the baseline's."),
+    "drift_distribution_exceeded": CodeInfo(ERROR, "The L-infinity distance between the label frequency distributions of this run and the baseline exceeds --max-drift."),
 }
 
 

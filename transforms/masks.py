@@ -58,6 +58,7 @@ class DecodeOptions:
     storage_options: dict[str, Any] | None = None
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
+    mask_decode_timeout: float = 60.0
 
     @classmethod
     def from_job(cls, job) -> "DecodeOptions":
@@ -65,13 +66,28 @@ class DecodeOptions:
             max_mask_pixels=job.max_mask_pixels, colour_tolerance=job.colour_tolerance, crop_png=job.crop_png,
             policy=UriPolicy(tuple(job.allow_uri_prefixes), job.allow_http),
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
+            mask_decode_timeout=job.mask_decode_timeout,
         )
 
 
-def mask_requests(joined: JoinedFrame) -> Iterator[MaskRequest]:
+def too_many_masks(frame, max_masks: int) -> Finding | None:
+    """The error for a frame referencing more than ``max_masks`` masks (those beyond are not decoded)."""
+    n = sum(len(s.masks) for s in frame.doc.sources)
+    if n <= max_masks:
+        return None
+    return Finding("too_many_masks", "/sources", f"The frame references {n:,} masks, more than --max-masks-per-frame={max_masks:,}; "
+                                                 f"only the first {max_masks:,} (in source order) are decoded. Split the frame, or raise the limit.")
+
+
+def mask_requests(joined: JoinedFrame, max_masks: int | None = None) -> Iterator[MaskRequest]:
+    """One request per mask of the frame, the first ``max_masks`` only (see ``too_many_masks``)."""
     f = joined.frame
+    seen = 0
     for si, s in enumerate(f.doc.sources):
         for mi, m in enumerate(s.masks):
+            seen += 1
+            if max_masks is not None and seen > max_masks:
+                return
             if not m.uri:
                 continue  # validation already reported the missing uri
             resolved = resolve_uri(m.uri, f.shard)
@@ -191,17 +207,20 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
             yield failed_request(req, Finding(code, req.path, f"Cannot read mask {redact_uri(req.read_uri)}: {type(exc).__name__}: "
                                               f"{redact_uri(str(exc))[:300]}. Check the URI and the workers' credentials."))
         return
-    from transforms.decoding import MaskDecodeError, decode_mask_bytes
+    from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 
-    try:
-        decoded = decode_mask_bytes(data, max_pixels=options.max_mask_pixels)
-    except MaskDecodeError as e:
-        for req in requests:
-            yield failed_request(req, Finding(e.code, req.path, f"Mask {redact_uri(req.read_uri)}: {e.message}"))
-        return
+    deadline = DecodeDeadline(options.mask_decode_timeout)  # from read to the last statistics; reading retries on its own
     cache: dict = {}
-    for req in requests:
-        yield analyse_request(req, decoded.packed, decoded.mode, options, cache)
+    analysed = 0
+    try:
+        decoded = decode_mask_bytes(data, max_pixels=options.max_mask_pixels, deadline=deadline)
+        for req in requests:
+            deadline.check("statistics and crops")
+            yield analyse_request(req, decoded.packed, decoded.mode, options, cache)
+            analysed += 1
+    except MaskDecodeError as e:
+        for req in requests[analysed:]:
+            yield failed_request(req, Finding(e.code, req.path, f"Mask {redact_uri(req.read_uri)}: {e.message}"))
 
 
 def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:

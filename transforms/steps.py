@@ -24,7 +24,7 @@ from transforms.flattening import TableRows, without_gc, finding_row, frame_row,
 from transforms.joining import MaskLabels, join_frame
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
-from transforms.validation import Frame, validate_record
+from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
 from transforms import progress, writing
 
 FRAME_IDS = "frame_ids"
@@ -43,7 +43,7 @@ class ValidatedChunk(NamedTuple):
 # --- plain functions, one chunk at a time --------------------------------------------------------------
 
 @without_gc
-def validate_chunk(chunk: RecordChunk) -> ValidatedChunk:
+def validate_chunk(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> ValidatedChunk:
     """Parse and validate every record of a chunk; what is not a frame becomes an issues row."""
     shard = chunk.shard
     frames: list[Frame] = []
@@ -52,7 +52,7 @@ def validate_chunk(chunk: RecordChunk) -> ValidatedChunk:
         if rec.problem is not None:
             problems.append(record_problem_row(shard, rec, rec.problem))
             continue
-        frame, finding = validate_record(rec.data, shard, rec.line)
+        frame, finding = validate_record(rec.data, shard, rec.line, max_json_depth)
         if finding is not None:
             problems.append(record_problem_row(shard, rec, finding))
         else:
@@ -68,6 +68,7 @@ def frame_id_bucket(frame_id: str) -> int:
 class JoinOptions:
     mask_labels: MaskLabels | None = None
     decode: bool = False
+    max_masks_per_frame: int = 256
 
 
 @without_gc
@@ -86,6 +87,12 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         joined = join_frame(frame, options.mask_labels)
         has_masks = any(s.masks for s in frame.doc.sources)
         decode_here = options.decode and has_masks
+        if decode_here:
+            from transforms.masks import too_many_masks
+
+            over_limit = too_many_masks(frame, options.max_masks_per_frame)
+            if over_limit is not None:
+                frame.findings.append(over_limit)
         for table, rows in frame_tables(joined, include_masks=not decode_here, include_frame=not decode_here).items():
             tables[table].extend(rows)
         if frame.own_id:
@@ -94,7 +101,7 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             from transforms.masks import mask_requests  # decoding is optional: keep convert's import light
 
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
-            for req in mask_requests(joined):
+            for req in mask_requests(joined, options.max_masks_per_frame):
                 out.append(beam.pvalue.TaggedOutput(MASK_REQUESTS, (req.read_uri, req)))
     for table, rows in tables.items():
         if rows:
@@ -161,12 +168,16 @@ class ReadFrames(beam.PTransform):
 class Validate(beam.PTransform):
     """Chunks of raw records -> ValidatedChunk (parsed, checked, normalised frames + unparsable records)."""
 
+    def __init__(self, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH):
+        super().__init__()
+        self.max_json_depth = max_json_depth
+
     def expand(self, chunks):
-        return chunks | "ParseAndCheck" >> beam.Map(_validate_and_count).with_output_types(ValidatedChunk)
+        return chunks | "ParseAndCheck" >> beam.Map(_validate_and_count, self.max_json_depth).with_output_types(ValidatedChunk)
 
 
-def _validate_and_count(chunk: RecordChunk) -> ValidatedChunk:
-    validated = validate_chunk(chunk)
+def _validate_and_count(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> ValidatedChunk:
+    validated = validate_chunk(chunk, max_json_depth)
     progress.note(records=len(chunk.records), bytes=sum(len(r.data) for r in chunk.records), frames=len(validated.frames))
     return validated
 

@@ -291,12 +291,16 @@ def mask_colour(v: Any, path: str, c: _Checker) -> tuple[int, int, int] | None:
     return None
 
 
-def validate_record(data: bytes, shard: str, line: int) -> tuple[Frame | None, Finding | None]:
+DEFAULT_MAX_JSON_DEPTH = 64  # --max-json-depth: frames nest 4-5 levels; metas rarely more than a few
+
+
+def validate_record(data: bytes, shard: str, line: int,
+                    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> tuple[Frame | None, Finding | None]:
     """One record -> a validated frame, or the finding that says why it is not a frame at all.
 
     Fast path: msgspec decodes a well-formed record straight into the typed structs. Anything it
     refuses (a wrong type, a missing key, a bad colour, broken JSON) takes the slow path, which finds
-    every problem and says where.
+    every problem and says where. Records nesting deeper than ``max_json_depth`` are not frames.
     """
     try:
         doc = _DECODER.decode(data)
@@ -305,17 +309,61 @@ def validate_record(data: bytes, shard: str, line: int) -> tuple[Frame | None, F
     except (msgspec.MsgspecError, ValueError, RecursionError):  # invalid UTF-8 surfaces as UnicodeDecodeError
         doc = None
     if doc is not None and _fast_path_complete(doc):
+        # The typed parts of a frame nest 5 levels at most (frame, sources, source, masks, mask): only its
+        # free-form metas can go deeper, so a --max-json-depth of 5 or more is checked on them alone.
+        if _metas_too_deep(doc, max_json_depth):
+            return None, json_too_deep_finding(max_json_depth)
         frame = _frame(doc, shard, line, [])
     else:
         value, finding = parse_record(data)
         if finding is None and type(value) is not dict:
             kind = "an array" if type(value) is list else type(value).__name__ if value is not None else "null"
             finding = Finding("record_not_object", "", f"The record is {kind}, not a frame object; each line (or array element) must be one frame {{...}}.")
+        if finding is None and _bracket_count(data) > max_json_depth and nesting_exceeds(value, max_json_depth):
+            finding = json_too_deep_finding(max_json_depth)
         if finding is not None:
             return None, finding
         frame = validate_frame(value, shard, line)
     check_references(frame)
     return frame, None
+
+
+def json_too_deep_finding(max_json_depth: int) -> Finding:
+    return Finding("json_too_deep", "", f"The record nests deeper than --max-json-depth={max_json_depth} levels (the record itself is "
+                                        "level 1); frames never need that, so fix the exporter, or raise --max-json-depth (orjson stops at 1024).")
+
+
+def _bracket_count(data: bytes) -> int:
+    """Opening brackets, strings included: an upper bound of the nesting depth, counted in C."""
+    return data.count(b"{") + data.count(b"[")
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True when JSON containers nest deeper than ``limit`` levels (``value`` itself is level 1)."""
+    stack = [(value, 1)] if type(value) in (dict, list) else []
+    while stack:
+        container, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = container.values() if type(container) is dict else container
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def raw_nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """``nesting_exceeds`` for JSON text, parsing it only when it has more brackets than ``limit``."""
+    if _bracket_count(raw) <= limit:
+        return False
+    try:
+        return nesting_exceeds(orjson.loads(raw), limit)
+    except orjson.JSONDecodeError:
+        return True  # valid JSON for msgspec, so only orjson's own depth limit (1024) refuses it
+
+
+def _metas_too_deep(doc: FrameDoc, limit: int) -> bool:
+    # Levels above each meta: frame (1) for its own; frame, sources list, source (3) for a source's or ROI's.
+    metas = [(doc.meta, 1), (doc.meta_blob, 1)] + [(s.meta, 3) for s in doc.sources] + [(r.meta, 3) for r in doc.rois]
+    return any(meta and raw_nesting_exceeds(bytes(meta), limit - above) for meta, above in metas)
 
 
 def _fast_path_complete(doc: FrameDoc) -> bool:
