@@ -13,6 +13,7 @@ import orjson
 import pyarrow as pa
 
 from transforms.findings import ERROR, Finding
+from transforms.content_types import infer_content_type
 from transforms.joining import JoinedFrame
 from transforms.reading import RawRecord
 from transforms.schema import TABLES
@@ -91,27 +92,6 @@ def with_frame_counts(row: Row, extra_errors: int, extra_warnings: int) -> Row:
     """A frames row with decode-level findings added to its counts (and validity)."""
     errors = row[9] + extra_errors
     return (*row[:8], errors == 0, errors, row[10] + extra_warnings, *row[11:])
-
-
-def infer_content_type(uri: str | None, declared: str | None) -> str | None:
-    """The declared type, else one inferred from the URI suffix (mask entries often omit it)."""
-    if declared:
-        return declared
-    if not uri:
-        return None
-    name = uri.rsplit("?", 1)[0].lower()
-    for suffix, ctype in _SUFFIX_TYPES:
-        if name.endswith(suffix):
-            return ctype
-    return None
-
-
-_SUFFIX_TYPES = (
-    (".png", "image/png"), (".jpg", "image/jpeg"), (".jpeg", "image/jpeg"), (".bmp", "image/bmp"),
-    (".tif", "image/tiff"), (".tiff", "image/tiff"), (".webp", "image/webp"),
-    (".mp4", "video/mp4"), (".m4v", "video/mp4"), (".mov", "video/quicktime"), (".webm", "video/webm"),
-    (".mkv", "video/x-matroska"), (".avi", "video/x-msvideo"),
-)
 
 
 def mask_base_row(j: JoinedFrame, s_index: int, m_index: int) -> Row:

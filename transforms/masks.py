@@ -22,7 +22,8 @@ import numpy as np
 
 from transforms import progress
 from transforms.findings import ERROR, Finding
-from transforms.flattening import TableRows, finding_row, infer_content_type, mask_base_row, with_frame_counts
+from transforms.content_types import infer_content_type, is_video_type
+from transforms.flattening import TableRows, finding_row, mask_base_row, with_frame_counts
 from transforms.joining import Declaration, JoinedFrame
 from transforms.statistics import analyse_mask
 from transforms.storage import open_binary, permanent_error_code, read_bytes
@@ -95,7 +96,7 @@ def mask_requests(joined: JoinedFrame, max_masks: int | None = None) -> Iterator
             yield MaskRequest(
                 frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
                 path=f"/sources/{si}/masks/{mi}", read_uri=strip_userinfo(resolved),
-                is_video=bool(ctype and ctype.startswith("video/")), timestamp=m.timestamp,
+                is_video=is_video_type(ctype), timestamp=m.timestamp,
                 declared_size=(m.width if m.width is not None else s.width, m.height if m.height is not None else s.height),
                 declarations=tuple(joined.declarations.get((si, mi), ())),
                 base_row=mask_base_row(joined, si, mi),

@@ -53,10 +53,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
 import av
 import numpy as np
+
+from transforms.content_types import infer_content_type, is_video_type
 
 VIDEO_TIMESTAMP_OUT_OF_RANGE = "video_timestamp_out_of_range"
 VIDEO_CORRUPT = "video_corrupt"
@@ -64,16 +65,6 @@ MASK_TOO_LARGE = "mask_too_large"
 
 # FFmpeg demuxer names (matched against each name in e.g. "mov,mp4,m4a,3gp,3g2,mj2").
 ALLOWED_DEMUXERS = ("mov", "matroska", "webm", "avi")
-
-# URI suffix -> content type, for masks whose entry gives no content_type (the common case).
-VIDEO_SUFFIX_TYPES: dict[str, str] = {
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".webm": "video/webm",
-    ".mkv": "video/x-matroska",
-    ".avi": "video/x-msvideo",
-}
 
 _MS_PER_SECOND = 1000
 
@@ -127,14 +118,8 @@ def video_content_type(uri: str, declared: str | None) -> str | None:
     Returns None for a non-video (a declared ``image/png`` wins over a ``.mp4`` suffix). A missing,
     empty or generic declared type (``application/octet-stream``) falls back to the suffix.
     """
-    if declared:
-        declared_type = declared.split(";", 1)[0].strip().lower()
-        if declared_type.startswith("video/"):
-            return declared_type
-        if declared_type not in ("application/octet-stream", "binary/octet-stream"):
-            return None
-    path = urlsplit(uri).path if uri.lower().startswith(("http://", "https://")) else uri
-    return VIDEO_SUFFIX_TYPES.get(os.path.splitext(path)[1].lower())
+    content_type = infer_content_type(uri, declared)
+    return content_type if is_video_type(content_type) else None
 
 
 def is_video(content_type: str | None, uri: str) -> bool:
