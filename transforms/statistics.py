@@ -22,6 +22,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from pycocotools import mask as coco_mask
@@ -94,22 +95,21 @@ def analyse_mask(
     crops_rle: list[str | None] | None = [None] * n if rle else None
     crops_png: list[bytes | None] | None = [None] * n if png else None
 
+    # The narrowest accumulator that cannot overflow: uint16 sums run ~1.6x faster than int32.
+    row_sum_type = _count_dtype(width)
+    col_sum_type = _count_dtype(height)
     for index, code in enumerate(codes):
         equal = packed == code
-        rows = equal.view(np.uint8).sum(axis=1, dtype=np.int32)
+        rows = equal.view(np.uint8).sum(axis=1, dtype=row_sum_type)
         nonzero_rows = np.flatnonzero(rows)
         if nonzero_rows.size == 0:
             continue
         row_counts[index] = rows
         y0, y1 = int(nonzero_rows[0]), int(nonzero_rows[-1]) + 1
-        col_counts[index] = equal[y0:y1].view(np.uint8).sum(axis=0, dtype=np.int32)
-        if tolerance == 0 and (rle or png):  # encode now, while `equal` exists (see module doc)
+        col_counts[index] = equal[y0:y1].view(np.uint8).sum(axis=0, dtype=col_sum_type)
+        if tolerance == 0 and png:  # encode now, while `equal` exists (see module doc)
             x0, x1 = _span(col_counts[index])
-            crop = equal[y0:y1, x0:x1]
-            if crops_rle is not None:
-                crops_rle[index] = _rle_counts(crop)
-            if crops_png is not None:
-                crops_png[index] = _png_1bit(crop)
+            crops_png[index] = _png_1bit(equal[y0:y1, x0:x1])
 
     exact_counts = row_counts.sum(axis=1)
     tolerance_counts = np.zeros(n, dtype=np.int64)
@@ -137,6 +137,11 @@ def analyse_mask(
     colour_stats = [
         _colour_stats(colours[i], row_counts[i], col_counts[i], int(tolerance_counts[i])) for i in range(n)
     ]
+    if tolerance == 0 and crops_rle is not None and any(stats.bbox for stats in colour_stats):
+        changes = _vertical_changes(packed)
+        for index, stats in enumerate(colour_stats):
+            if stats.bbox is not None:
+                crops_rle[index] = _rle_counts_from_changes(packed, changes, codes[index], stats.bbox)
     if tolerance and (rle or png):  # tolerance crops need every colour's assignment first
         for index, stats in enumerate(colour_stats):
             if stats.bbox is None:
@@ -240,6 +245,49 @@ def _rle_counts(crop: np.ndarray) -> str:
     return coco_mask.encode(fortran)["counts"].decode("ascii")
 
 
+class _VerticalChanges(NamedTuple):
+    """Every pixel whose colour differs from the pixel above it, in column-major order."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    above: np.ndarray  # packed colour of the pixel above
+    below: np.ndarray  # packed colour of the pixel itself
+
+
+def _vertical_changes(packed: np.ndarray) -> _VerticalChanges:
+    """One row-major pass over the mask finds the run boundaries of every colour's crop at once.
+
+    COCO RLE runs go down columns. Transposing the mask (or each crop, as np.asfortranarray does)
+    is a cache-hostile copy that cost more than the statistics; comparing each row with the one
+    above is a cache-friendly pass, and only the few thousand boundaries it finds get sorted.
+    """
+    height, width = packed.shape
+    # flatnonzero then divmod: one index array out of the 2-D scan instead of two.
+    rows, cols = np.divmod(np.flatnonzero(packed[1:] != packed[:-1]) + width, width)
+    order = np.argsort(cols * height + rows)
+    rows, cols = rows[order], cols[order]
+    return _VerticalChanges(rows, cols, packed[rows - 1, cols], packed[rows, cols])
+
+
+def _rle_counts_from_changes(packed: np.ndarray, changes: _VerticalChanges, code: int, bbox: BBox) -> str:
+    """The same string as _rle_counts(packed[y0:y1, x0:x1] == code), from the mask's vertical changes."""
+    x0, y0, x1, y1 = bbox
+    height, width = y1 - y0, x1 - x0
+    # Inside the crop, code's binary mask flips where code meets another colour vertically...
+    mine = ((changes.above == code) | (changes.below == code)) & (changes.rows > y0) & (changes.rows < y1)
+    starts_inside_columns = (changes.cols[mine] - x0) * height + (changes.rows[mine] - y0)
+    # ...and, in column-major order, where a column's top differs from the previous column's bottom.
+    column_tops = np.flatnonzero((packed[y0, x0 + 1 : x1] == code) != (packed[y1 - 1, x0 : x1 - 1] == code)) + 1
+    starts = np.concatenate((starts_inside_columns, column_tops * height))
+    starts.sort()
+    counts = np.diff(starts, prepend=0, append=height * width)
+    if packed[y0, x0] == code:  # COCO counts always begin with a run of zeros, here an empty one
+        counts = np.concatenate(([0], counts))
+    # pycocotools compresses an uncompressed RLE in C: the same string mask.encode returns.
+    uncompressed = {"counts": counts.tolist(), "size": [height, width]}
+    return coco_mask.frPyObjects(uncompressed, height, width)["counts"].decode("ascii")
+
+
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
@@ -270,6 +318,11 @@ def _colour_stats(rgb: Sequence[int], rows: np.ndarray, cols: np.ndarray, tolera
     centroid_x = int(np.dot(cols, np.arange(cols.size, dtype=np.int64))) / count
     centroid_y = int(np.dot(rows, np.arange(rows.size, dtype=np.int64))) / count
     return ColourStats(rgb_tuple, count, (x0, y0, x1, y1), (centroid_x, centroid_y), tolerance_pixels)
+
+
+def _count_dtype(n_terms: int) -> type:
+    """An integer type that holds a sum of n_terms zeros and ones."""
+    return np.uint16 if n_terms <= np.iinfo(np.uint16).max else np.int64
 
 
 def _span(projection: np.ndarray) -> tuple[int, int]:
