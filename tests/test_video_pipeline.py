@@ -243,9 +243,10 @@ def test_each_video_is_opened_once_per_time_segment(lossless_run):
     for uri, timestamp in references:
         if timestamp >= 0:  # a negative timestamp is refused before the video is opened
             segments.setdefault(uri, set()).add(timestamp // SEGMENT_MS)
+    # clip25.mp4 serves its 17 twins, 2 error frames and the frame without a timestamp (segment 0) from
+    # one open; the 20 s video's 9 frames need one open per segment.
     assert segments["clip25.mp4"] == {0} and len(segments[f"{LONG_VIDEO}.mp4"]) == 4
     assert dict(opens) == {uri: len(s) for uri, s in segments.items()}
-    # clip25 serves its 17 twins, 3 error frames and the frame without a timestamp from that one open.
     long_rows = query(f"SELECT count(*) FROM {table(out, 'masks')} WHERE frame_id LIKE 'long-%' AND status = 'ok'")
     assert long_rows == [(len(LONG_TIMESTAMPS),)]
 
