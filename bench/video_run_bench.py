@@ -14,7 +14,8 @@ Then times, in the same run so machine load hits all of them:
       joining, grouping by (video, 5 s segment), decoding each segment once, statistics, COCO RLE crops,
       Parquet writes and publish.
 
-Prints run / (a + b). Goal (issue 4): <= 2 -- no per-frame re-decoding. --data DIR keeps the inputs between runs.
+Prints run / (a + b). Goal (issue 4): <= 2 -- no per-frame re-decoding. (a) and (b) run with the malloc
+thresholds the CLI gives its workers, so both sides allocate alike. --data DIR keeps the inputs between runs.
 """
 from __future__ import annotations
 
@@ -120,6 +121,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="repeat the timings (each repeat prints its own ratio)")
     ap.add_argument("--data", type=Path, help="keep the generated inputs here between runs")
     args = ap.parse_args()
+    from pipelines.cli import MALLOC_THRESHOLDS
+
+    if any(name not in os.environ for name in MALLOC_THRESHOLDS):
+        # framebeam's workers get these malloc thresholds (pipelines/cli.py): give (a) + (b) the same, or the
+        # baseline pays page faults the run does not. Re-exec, because glibc reads them at start-up.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**MALLOC_THRESHOLDS, **os.environ})
     print(f"PyAV {av.__version__}, {os.cpu_count()} cores, {args.frames} frames -> one {args.frames}-frame {WIDTH}x{HEIGHT} "
           f"video, {len(COLOURS)} colours, {args.shards} shards, workers={args.workers or 'all cores'}")
     tmp = Path(tempfile.mkdtemp(prefix="framebeam-video-run-bench-"))
