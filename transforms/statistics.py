@@ -1,15 +1,17 @@
 """Per-colour statistics and cropped binary masks from a packed mask (uint32 ``r<<16 | g<<8 | b``).
 
 Cost model (NOTES.md, bench/decode_bench.py): one ``==`` per declared colour over the packed
-image, then int32 row and column sums of that boolean image. Count, bbox and centroid all follow
+image, then uint16 row and column sums of that boolean image. Count, bbox and centroid all follow
 from the two projections. Undeclared colours are counted with ``np.unique`` only over the rows
 that hold undeclared pixels (the row sums tell which), never over the whole mask.
 
 API for a caller that wants stats *and* crops of one mask: call ``analyse_mask(..., rle=True,
-png=True)`` once. It encodes each colour's crop while that colour's boolean image is still
-alive, so no comparison is repeated and at most one full boolean image exists at a time (keeping
-one per colour would cost n_colours x height x width bytes). ``mask_statistics``, ``crop_rle``
-and ``crop_png`` are the one-off forms; the crop functions only look inside the bbox.
+png=True)`` once. Exact RLE crops of all colours come from one row-major pass that finds where
+the colour changes down each column (COCO runs go down columns; copying each crop to Fortran
+order for pycocotools cost more than the statistics). PNG crops are encoded while that colour's
+boolean image is still alive, so at most one full boolean image exists at a time (keeping one
+per colour would cost n_colours x height x width bytes). ``mask_statistics``, ``crop_rle`` and
+``crop_png`` are the one-off forms; the crop functions only look inside the bbox.
 
 Tolerance N > 0: every pixel goes to the nearest declared colour by Chebyshev distance (largest
 per-channel difference), ties to the first declared, if that distance is <= N. Exact matches
