@@ -4,6 +4,7 @@
     framebeam validate --input ... --output ... [--max-errors N]       same tables + summary; exit 0 / 1 / 2
     framebeam run      --input ... --output ...                        convert + mask statistics and crops
     framebeam sample   DIR                                             write a small sample dataset
+    framebeam tables   OUTPUT                                          where each table of the last complete run is
 
 Exit status: 0 done (validate: passed), 1 validate found more errors than allowed, 2 misuse or
 infrastructure failure (bad flag, no input matched, storage unreachable).
@@ -23,7 +24,7 @@ MALLOC_THRESHOLDS = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESH
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipelines.options import COMMANDS, add_job_arguments
+    from pipelines.options import COMMANDS, _json_object, add_job_arguments
 
     parser = argparse.ArgumentParser(
         prog="framebeam",
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_job_arguments(sub.add_parser(command, help=helps[command], allow_abbrev=False), command)
     sample = sub.add_parser("sample", help="Write the bundled sample dataset into DIR.", allow_abbrev=False)
     sample.add_argument("directory", metavar="DIR")
+    tables = sub.add_parser("tables", help="Print where each table of OUTPUT's current complete run is (a glob per table).",
+                            allow_abbrev=False)
+    tables.add_argument("output", metavar="OUTPUT")
+    tables.add_argument("--storage-options", type=_json_object, default={}, metavar="JSON")
     return parser
 
 
@@ -48,10 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, beam_flags = parser.parse_known_args(argv)
+    if args.command in ("sample", "tables") and beam_flags:
+        parser.error(f"unrecognized arguments: {' '.join(beam_flags)}")
     if args.command == "sample":
-        if beam_flags:
-            parser.error(f"unrecognized arguments: {' '.join(beam_flags)}")
         return _sample(args.directory)
+    if args.command == "tables":
+        return _tables(args.output, args.storage_options)
     return _run_job(parser, args, beam_flags)
 
 
@@ -61,6 +68,20 @@ def _sample(directory: str) -> int:
     manifest = write_sample(directory)
     print(f"Wrote the sample dataset to {directory}: {manifest.get('frames', '?')} frames in {manifest.get('shards', '?')} shards.")
     print(f"Try: framebeam run --input '{directory}/frames-*' --mask-labels {directory}/mask_labels.json --output {directory}-out")
+    return EXIT_OK
+
+
+def _tables(output: str, storage_options: dict) -> int:
+    from transforms.uris import redact_uri
+    from transforms.writing import table_globs
+
+    try:
+        globs = table_globs(output, storage_options)
+    except (OSError, KeyError, ValueError) as e:
+        print(f"framebeam: {redact_uri(output)} holds no complete run ({type(e).__name__}: {redact_uri(str(e))})", file=sys.stderr)
+        return EXIT_MISUSE
+    for table, glob in globs.items():
+        print(f"{table}\t{glob}")
     return EXIT_OK
 
 

@@ -119,3 +119,17 @@ def test_parallel_workers_give_the_same_tables(mixed_shards, tmp_path):
         a = query(f"SELECT * EXCLUDE (meta) FROM {table(one, name)} ORDER BY ALL" if name != "issues" else f"SELECT * FROM {table(one, name)} ORDER BY ALL")
         b = query(f"SELECT * EXCLUDE (meta) FROM {table(two, name)} ORDER BY ALL" if name != "issues" else f"SELECT * FROM {table(two, name)} ORDER BY ALL")
         assert a == b, name
+
+
+def test_tables_command_prints_each_tables_glob(mixed_shards, tmp_path, capsys):
+    from pipelines.cli import main
+
+    d, _ = mixed_shards
+    out = tmp_path / "out"
+    assert run_cli("convert", "--input", f"{d}/*", "--output", str(out), "--quiet") == 0
+    capsys.readouterr()
+    assert main(["tables", str(out)]) == 0
+    globs = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
+    assert set(globs) == {"frames", "sources", "masks", "rois", "issues"}
+    assert query(f"SELECT count(*) FROM read_parquet('{globs['frames']}')") == [(11,)]
+    assert main(["tables", str(tmp_path / "nothing")]) == 2

@@ -183,8 +183,12 @@ def tables_markdown() -> str:
         "# Output tables",
         "",
         "Generated from `transforms/schema.py` by `python -m transforms.schema > docs/TABLES.md`; do not edit by hand.",
-        "Each table is a folder of Parquet files under `--output`: read `OUTPUT/<table>/*.parquet` with DuckDB, pandas,",
-        "Spark or BigQuery. Per-frame tables join on `(shard, line)`: frame ids can collide across shards.",
+        "Each table is a folder of Parquet files. On local disk read `OUTPUT/<table>/*.parquet` with DuckDB, pandas or",
+        "Spark. A run becomes visible atomically: it completes its own folder `OUTPUT/_runs/<run_id>/` and is then exposed",
+        "in one step (a link swap on local disk). Object stores (gs://, s3://) have no atomic rename, so there the tables",
+        "stay in that run folder, named by `OUTPUT/_SUCCESS` (`run_folder`, and `files` per table):",
+        "`framebeam tables OUTPUT` prints the glob of each table of the current complete run, for BigQuery or DuckDB.",
+        "Per-frame tables join on `(shard, line)`: frame ids can collide across shards.",
         "",
     ]
     for name, schema in TABLES.items():

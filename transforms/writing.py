@@ -250,6 +250,19 @@ def read_summary(output: str, storage_options: dict[str, Any] | None = None) -> 
         return orjson.loads(f.read())
 
 
+def table_globs(output: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+    """Where each table of the current complete run is: a glob any Parquet reader takes.
+
+    Local outputs expose ``OUTPUT/<table>/*.parquet``; on object stores the tables stay in the run
+    folder named by ``_SUCCESS`` (there is no atomic rename there), so ask this, or ``framebeam tables``.
+    """
+    summary = read_summary(output, storage_options)
+    fs, _ = _fs(output, storage_options)
+    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    base = output.rstrip("/") if local else join_path(output, summary["run_folder"])
+    return {table: f"{base}/{table}/*.parquet" for table in summary["tables"]}
+
+
 def finding_counts(items: Iterable[TableRows]) -> Counter:
     """Counts for summary.json: (severity, code) over issues rows, plus ('frames'|'records'|'masks', what)."""
     c: Counter = Counter()
