@@ -65,7 +65,7 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="fsspec storage options as JSON, e.g. '{\"anon\": true}' (credentials come from the standard chains).")
     parser.add_argument("--max-record-bytes", type=_positive_int, default=16 * 1024 * 1024, metavar="N",
                         help="Longest record read (default 16 MiB); longer records become record_too_large findings.")
-    parser.add_argument("--max-json-depth", type=_positive_int, default=64, metavar="N",
+    parser.add_argument("--max-json-depth", type=_json_depth, default=64, metavar="N",
                         help="Deepest nesting of a record (default 64; the record is level 1); deeper records become json_too_deep findings.")
     parser.add_argument("--quiet", action="store_true", help="No summary table on the terminal.")
     if command in ("run", "validate"):
@@ -179,6 +179,13 @@ def _non_negative_int(text: str) -> int:
     v = int(text)
     if v < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def _json_depth(text: str) -> int:
+    v = int(text)
+    if v < 8:
+        raise argparse.ArgumentTypeError("must be at least 8: a valid frame nests 5 levels before its metas")
     return v
 
 

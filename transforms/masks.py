@@ -59,6 +59,10 @@ class DecodeOptions:
     storage_options: dict[str, Any] | None = None
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
+
+    def __post_init__(self):
+        if self.video_segment_ms <= 0:
+            raise ValueError(f"video_segment_ms must be positive, got {self.video_segment_ms}")
     mask_decode_timeout: float = 60.0
 
     @classmethod
