@@ -130,12 +130,12 @@ def test_limits_through_the_cli(tmp_path):
     source = {"id": "cam", "uri": "a.jpg", "masks": [{"id": f"m{i}", "uri": str(tmp_path / "m.png")} for i in range(3)]}
     frames = [
         {"id": "masks", "sources": [source], "rois": []},
-        {"id": "deep", "sources": [], "rois": [], "meta": {"a": [[[[[[1]]]]]]}},
+        {"id": "deep", "sources": [], "rois": [], "meta": {"a": [[[[[[[[[1]]]]]]]]]}},
     ]
     (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(f) + b"\n" for f in frames))
     out = tmp_path / "out"
     status = run_cli("run", "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--quiet",
-                     "--max-json-depth", "6", "--max-masks-per-frame", "2", "--mask-decode-timeout", "0.01")
+                     "--max-json-depth", "8", "--max-masks-per-frame", "2", "--mask-decode-timeout", "0.01")
     assert status == 0
     codes = query(f"SELECT code, coalesce(frame_id, ''), count(*) FROM {table(out, 'issues')} WHERE severity = 'error' GROUP BY ALL ORDER BY ALL")
     assert ("json_too_deep", "", 1) in codes
