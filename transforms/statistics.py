@@ -24,7 +24,6 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from pycocotools import mask as coco_mask
@@ -247,37 +246,40 @@ def _rle_counts(crop: np.ndarray) -> str:
     return coco_mask.encode(fortran)["counts"].decode("ascii")
 
 
-class _VerticalChanges(NamedTuple):
-    """Every pixel whose colour differs from the pixel above it, in column-major order."""
-
-    rows: np.ndarray
-    cols: np.ndarray
-    above: np.ndarray  # packed colour of the pixel above
-    below: np.ndarray  # packed colour of the pixel itself
+_POSITION_BITS = 39  # a 24-bit colour above 39 bits of position fits one uint64 sort key
 
 
-def _vertical_changes(packed: np.ndarray) -> _VerticalChanges:
-    """One row-major pass over the mask finds the run boundaries of every colour's crop at once.
+def _vertical_changes(packed: np.ndarray) -> np.ndarray:
+    """Where each colour's binary mask flips going down a column, for every colour at once.
 
     COCO RLE runs go down columns. Transposing the mask (or each crop, as np.asfortranarray does)
     is a cache-hostile copy that cost more than the statistics; comparing each row with the one
-    above is a cache-friendly pass, and only the few thousand boundaries it finds get sorted.
+    above is one cache-friendly pass. Each change is a flip for the colour above and the colour
+    below it, so it is listed under both, as a sorted key ``colour << 39 | x * height + y``: a
+    colour's flips are then one slice, already in column-major order.
     """
     height, width = packed.shape
-    # flatnonzero then divmod: one index array out of the 2-D scan instead of two.
+    if packed.size >= 1 << _POSITION_BITS:
+        raise ValueError(f"a {width}x{height} mask is too large for COCO RLE crops")
     rows, cols = np.divmod(np.flatnonzero(packed[1:] != packed[:-1]) + width, width)
-    order = np.argsort(cols * height + rows)
-    rows, cols = rows[order], cols[order]
-    return _VerticalChanges(rows, cols, packed[rows - 1, cols], packed[rows, cols])
+    positions = (cols * height + rows).astype(np.uint64)
+    colours = np.concatenate((packed[rows - 1, cols], packed[rows, cols])).astype(np.uint64)
+    keys = (colours << np.uint64(_POSITION_BITS)) | np.concatenate((positions, positions))
+    keys.sort()
+    return keys
 
 
-def _rle_counts_from_changes(packed: np.ndarray, changes: _VerticalChanges, code: int, bbox: BBox) -> str:
-    """The same string as _rle_counts(packed[y0:y1, x0:x1] == code), from the mask's vertical changes."""
+def _rle_counts_from_changes(packed: np.ndarray, changes: np.ndarray, code: int, bbox: BBox) -> str:
+    """The same string as _rle_counts(packed[y0:y1, x0:x1] == code), from _vertical_changes(packed)."""
     x0, y0, x1, y1 = bbox
     height, width = y1 - y0, x1 - x0
-    # Inside the crop, code's binary mask flips where code meets another colour vertically...
-    mine = ((changes.above == code) | (changes.below == code)) & (changes.rows > y0) & (changes.rows < y1)
-    starts_inside_columns = (changes.cols[mine] - x0) * height + (changes.rows[mine] - y0)
+    # Inside the crop, code's binary mask flips where code meets another colour vertically
+    # (a flip at the crop's top row y0 is with the row above the crop: not in the crop)...
+    first, last = np.searchsorted(changes, np.array([code, code + 1], dtype=np.uint64) << np.uint64(_POSITION_BITS))
+    position_mask = np.uint64((1 << _POSITION_BITS) - 1)
+    cols, rows = np.divmod((changes[first:last] & position_mask).astype(np.int64), packed.shape[0])
+    inside = (rows > y0) & (rows < y1)
+    starts_inside_columns = (cols[inside] - x0) * height + (rows[inside] - y0)
     # ...and, in column-major order, where a column's top differs from the previous column's bottom.
     column_tops = np.flatnonzero((packed[y0, x0 + 1 : x1] == code) != (packed[y1 - 1, x0 : x1 - 1] == code)) + 1
     starts = np.concatenate((starts_inside_columns, column_tops * height))
