@@ -7,6 +7,7 @@ retries the bundle. s3fs raises PermissionError for a 403, gcsfs a plain OSError
 """
 from __future__ import annotations
 
+import errno
 import re
 from typing import Any
 
@@ -16,6 +17,34 @@ from transforms.uris import strip_userinfo
 
 _FORBIDDEN = re.compile(r"\b(403|Forbidden|AccessDenied|Access Denied|InvalidAccessKeyId|SignatureDoesNotMatch)\b", re.I)
 _NOT_FOUND = re.compile(r"\b(404|Not ?Found|NoSuchKey|NoSuchBucket)\b", re.I)
+# s3fs turns a 5xx/throttling answer that outlived botocore's retries into OSError(EREMOTEIO/EBUSY).
+_TRANSIENT_ERRNOS = {getattr(errno, "EREMOTEIO", errno.EIO), errno.EBUSY, errno.EAGAIN, errno.ECONNRESET,
+                     errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE}
+_TRANSIENT_TEXT = re.compile(r"\b(50[0-4]|InternalError|ServiceUnavailable|SlowDown|RequestTimeout|Throttl\w*|Too Many Requests|429)\b", re.I)
+# Client-library types that mean "the request did not get an answer": retry, never a finding.
+_TRANSIENT_TYPES = {"ClientConnectionError", "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError",
+                    "EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError",
+                    "HTTPClientError", "IncompleteRead", "FSTimeoutError", "RetryError"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the same read may succeed later: connection trouble, timeouts, 5xx and throttling.
+
+    Checked by type (class names, so no client library has to be importable) and, for the OSError
+    s3fs and gcsfs make of an HTTP answer, by errno and message.
+    """
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    if any(cls.__name__ in _TRANSIENT_TYPES for cls in type(exc).__mro__):
+        return True
+    code = getattr(exc, "code", None)  # gcsfs.retry.HttpError carries the HTTP status
+    if isinstance(code, int) and (code >= 500 or code in (408, 429)):
+        return True
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        return True
+    return isinstance(exc, OSError) and type(exc) is OSError and bool(_TRANSIENT_TEXT.search(str(exc)))
 
 
 def permanent_error_code(exc: BaseException) -> str | None:
@@ -24,7 +53,7 @@ def permanent_error_code(exc: BaseException) -> str | None:
         return "mask_not_found"
     if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError)):
         return "mask_unreadable"
-    if isinstance(exc, (ConnectionError, TimeoutError)):
+    if is_transient(exc):
         return None
     text = str(exc)
     if _NOT_FOUND.search(text):

@@ -84,10 +84,16 @@ class UriPolicy:
         if scheme and scheme not in REMOTE_SCHEMES + HTTP_SCHEMES:
             return f"the {scheme}:// protocol is not allowed for masks (only local paths, gs://, s3://, http(s)://)"
         if self.allowed_prefixes:
-            normalised = [p if scheme_of(p) else posixpath.normpath(p[7:] if p.startswith("file://") else p) for p in self.allowed_prefixes]
-            if not any(_within(resolved, p) for p in normalised):
+            if not any(_within(resolved, _normalise_prefix(p)) for p in self.allowed_prefixes):
                 return "outside the allowed prefixes " + ", ".join(redact_uri(p) for p in self.allowed_prefixes) + " (--allow-uri-prefix)"
         return None
+
+
+def _normalise_prefix(prefix: str) -> str:
+    """A prefix in the form ``resolve_uri`` gives: file:// and local paths as normalised plain paths."""
+    if prefix.startswith("file://"):
+        return posixpath.normpath(prefix[len("file://"):]) or "/"
+    return prefix if scheme_of(prefix) else posixpath.normpath(prefix)
 
 
 def _within(uri: str, prefix: str) -> bool:
