@@ -18,6 +18,7 @@ import orjson
 from fsspec.utils import infer_compression
 
 from transforms.findings import Finding
+from transforms.storage import is_transient
 from transforms.uris import redact_uri
 
 BOM = b"\xef\xbb\xbf"
@@ -148,9 +149,9 @@ def iter_shard(source: str | ShardPart, limits: ReadLimits = ReadLimits(), stora
                 last_line = rec.line or last_line
                 emitted += 1
                 yield rec
-    except (ConnectionError, TimeoutError):
-        raise
     except (OSError, EOFError, ValueError, zlib.error, RuntimeError) as e:  # zstd raises ZstdError(ValueError-like)
+        if is_transient(e):
+            raise  # connection trouble, timeout, 5xx: the runner retries the bundle
         yield RawRecord(
             last_line + 1 if emitted else None,
             b"",
