@@ -38,6 +38,19 @@ def redact_uri(uri: str) -> str:
     return uri
 
 
+# user:password@ after any scheme inside free text (a record's raw JSON, an error message).
+_EMBEDDED_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@?#\s\"'<>]*@")
+
+
+def redact_text(text: str) -> str:
+    """Free text with every URI inside it redacted as ``redact_uri`` does (for issues.raw and messages)."""
+    if "@" in text:
+        text = _EMBEDDED_USERINFO.sub(r"\1***@", text)
+    if "=" in text:
+        text = _SECRET_QUERY.sub(r"\1***", text)
+    return text
+
+
 def strip_userinfo(uri: str) -> str:
     """The URI without ``user:password@``: credentials come from the standard chains, never from frames."""
     return _USERINFO.sub(r"\1", uri) if "@" in uri else uri

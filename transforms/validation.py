@@ -19,6 +19,7 @@ import orjson
 
 from transforms.findings import Finding, json_pointer
 from transforms.reading import RAW_TEXT_LIMIT
+from transforms.uris import redact_text
 
 POLY_SEPARATOR = -999999999  # seen in ClearML's examples between polygon parts
 
@@ -178,8 +179,8 @@ def parse_record(data: bytes) -> tuple[Any, Finding | None]:
 
 
 def raw_text(data: bytes) -> str:
-    """The record's text for issues.raw: at most 64 KiB, invalid UTF-8 replaced."""
-    return data[:RAW_TEXT_LIMIT].decode("utf-8", errors="replace")
+    """The record's text for issues.raw: at most 64 KiB, invalid UTF-8 replaced, credentials in URIs redacted."""
+    return redact_text(data[:RAW_TEXT_LIMIT].decode("utf-8", errors="replace"))
 
 
 # --- validation --------------------------------------------------------------------------------------
