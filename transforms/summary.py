@@ -16,6 +16,7 @@ from transforms.findings import Finding
 from transforms.flattening import finding_row
 
 BINS = 1000
+FRACTION_SCALE = 10**15  # pixel fractions are summed as integers: the same mean whatever the combine order
 IMBALANCE_RATIO = 50  # as Datumaro's segmentation validator
 
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
@@ -27,7 +28,7 @@ class LabelAccumulator:
 
     def __init__(self):
         self.frames = self.masks = self.present = self.pixels = 0
-        self.fraction_sum = 0.0
+        self.fraction_sum = 0  # in units of 1/FRACTION_SCALE: integer sums do not depend on merge order
         self.fraction_min = float("inf")
         self.fraction_max = float("-inf")
         self.hist = np.zeros(BINS + 1, dtype=np.int64)
@@ -41,7 +42,7 @@ class LabelAccumulator:
         _, fraction, pixels, bbox = event
         self.masks += 1
         self.pixels += pixels
-        self.fraction_sum += fraction
+        self.fraction_sum += round(fraction * FRACTION_SCALE)
         self.fraction_min = min(self.fraction_min, fraction)
         self.fraction_max = max(self.fraction_max, fraction)
         self.hist[min(int(fraction * BINS), BINS)] += 1
@@ -104,7 +105,7 @@ def label_summary_rows(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> li
     for (labels, rgb), a in sorted(items, key=lambda kv: (-kv[1].frames, kv[0])):
         rows.append((
             list(labels), list(rgb), a.frames, a.masks, a.present, a.pixels,
-            a.fraction_sum / a.masks if a.masks else None,
+            a.fraction_sum / FRACTION_SCALE / a.masks if a.masks else None,
             a.fraction_min if a.masks else None, a.fraction_max if a.masks else None,
             a.quantile(0.5), a.quantile(0.95),
             a.bbox_w / a.present if a.present else None, a.bbox_h / a.present if a.present else None,
