@@ -216,7 +216,7 @@ def _as_rows(table: str, rows: list) -> list[TableRows]:
 class WriteParquetFn(beam.DoFn):
     """Buffers each bundle's rows per table and writes them as Parquet files into staging."""
 
-    def __init__(self, directory: str, storage_options: dict[str, Any] | None, max_rows: int = 200_000):
+    def __init__(self, directory: str, storage_options: dict[str, Any] | None, max_rows: int = 150_000):
         self.directory = directory
         self.storage_options = storage_options
         self.max_rows = max_rows
@@ -228,8 +228,9 @@ class WriteParquetFn(beam.DoFn):
     def process(self, item: TableRows):
         if item.table == "issues":
             progress.note(findings=len(item.rows))
-        if self.buffer.add(item):
-            yield self._flush(item.table)
+        full = self.buffer.add(item)
+        if full is not None:
+            yield self._flush(full)
 
     def finish_bundle(self):
         for table in list(self.buffer.rows):
