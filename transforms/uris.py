@@ -29,26 +29,21 @@ def scheme_of(uri: str) -> str:
     return m.group(1).lower() if m else ""
 
 
-def redact_uri(uri: str) -> str:
-    """The URI with user-info and signed-URL secrets replaced by '***' (safe for tables and logs)."""
-    if "@" in uri:
-        uri = _USERINFO.sub(r"\1***@", uri)
-    if "?" in uri:
-        uri = _SECRET_QUERY.sub(r"\1***", uri)
-    return uri
-
-
 # user:password@ after any scheme inside free text (a record's raw JSON, an error message).
 _EMBEDDED_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@?#\s\"'<>]*@")
 
 
 def redact_text(text: str) -> str:
-    """Free text with every URI inside it redacted as ``redact_uri`` does (for issues.raw and messages)."""
+    """Text (a URI, a record's raw JSON, an error message) with every user-info and signed-URL secret
+    replaced by '***': safe for tables, findings and logs."""
     if "@" in text:
         text = _EMBEDDED_USERINFO.sub(r"\1***@", text)
     if "=" in text:
         text = _SECRET_QUERY.sub(r"\1***", text)
     return text
+
+
+redact_uri = redact_text  # the name call sites use for a single URI
 
 
 def strip_userinfo(uri: str) -> str:
