@@ -111,6 +111,7 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
     seed_rois: list[int] = []
     any_roi_mask = False
     sources = frame.doc.sources
+    candidates_by_sources: dict[tuple[str, ...], dict[str, tuple[int, int]]] = {}  # ROIs mostly name the same sources
     for ri, roi in enumerate(frame.doc.rois):
         labels = roi.label if roi.label is not None else roi.labels
         if roi.mask is None:
@@ -118,7 +119,10 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
             continue
         any_roi_mask = True
         mask_id = roi.mask.id
-        candidates = _candidate_masks(frame, roi.sources)
+        named_sources = tuple(roi.sources or ())
+        candidates = candidates_by_sources.get(named_sources)
+        if candidates is None:
+            candidates = candidates_by_sources[named_sources] = _candidate_masks(frame, roi.sources)
         key = candidates.get(mask_id) if mask_id is not None else None
         if key is not None:
             rule, class_labels = SCHEMA_RULE, labels or []

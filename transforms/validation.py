@@ -364,7 +364,8 @@ def raw_nesting_exceeds(raw: bytes, limit: int) -> bool:
 def _metas_too_deep(doc: FrameDoc, limit: int) -> bool:
     # Levels above each meta: frame (1) for its own; frame, sources list, source (3) for a source's or ROI's.
     metas = [(doc.meta, 1), (doc.meta_blob, 1)] + [(s.meta, 3) for s in doc.sources] + [(r.meta, 3) for r in doc.rois]
-    return any(meta and raw_nesting_exceeds(bytes(meta), limit - above) for meta, above in metas)
+    # A meta shorter than its depth budget cannot hold that many brackets: most ROI metas are a few bytes.
+    return any(len(meta) > limit - above and raw_nesting_exceeds(bytes(meta), limit - above) for meta, above in metas)
 
 
 def _fast_path_complete(doc: FrameDoc) -> bool:
