@@ -5,7 +5,7 @@ import json
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline  # not imported by name: pytest would try to collect the class
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipelines.options import LOCAL_RUNNER
@@ -30,7 +30,7 @@ def write(tmp_path, name: str, lines: list[str]) -> str:
 def test_read_and_validate_account_for_every_record(tmp_path):
     a = write(tmp_path, "a.jsonl", [json.dumps(frame("f1")), "", json.dumps(frame("f2")), "{broken"])
     b = write(tmp_path, "b.jsonl", [json.dumps(frame("f3"))])
-    with TestPipeline(options=OPTIONS) as p:
+    with test_pipeline.TestPipeline(options=OPTIONS) as p:
         validated = p | ReadFrames([str(tmp_path / "*.jsonl")]) | Validate()
         frames = validated | "Frames" >> beam.FlatMap(lambda c: [(f.shard, f.line, f.id) for f in c.frames])
         problems = validated | "Problems" >> beam.FlatMap(lambda c: [(row[0], row[1], row[4]) for row in c.problems])
@@ -41,7 +41,7 @@ def test_read_and_validate_account_for_every_record(tmp_path):
 def test_join_masks_emits_rows_and_finds_duplicate_ids_across_shards(tmp_path):
     a = write(tmp_path, "a.jsonl", [json.dumps(frame("same")), json.dumps(frame("other"))])
     b = write(tmp_path, "b.jsonl", [json.dumps(frame("same"))])
-    with TestPipeline(options=OPTIONS) as p:
+    with test_pipeline.TestPipeline(options=OPTIONS) as p:
         joined = p | ReadFrames([a, b]) | Validate() | JoinMasks(JoinOptions())
         rois = joined["rows"] | "Rois" >> beam.FlatMap(
             lambda t: [(r[0], r[14]) for r in t.rows] if t.table == "rois" else [])
@@ -52,7 +52,7 @@ def test_join_masks_emits_rows_and_finds_duplicate_ids_across_shards(tmp_path):
 
 def test_decoding_requests_are_keyed_by_object(tmp_path):
     a = write(tmp_path, "a.jsonl", [json.dumps(frame(f"f{i}")) for i in range(3)])
-    with TestPipeline(options=OPTIONS) as p:
+    with test_pipeline.TestPipeline(options=OPTIONS) as p:
         joined = p | ReadFrames([a]) | Validate() | JoinMasks(JoinOptions(decode=True))
         keys = joined["mask_requests"] | "Keys" >> beam.Map(lambda kv: kv[0])
         assert_that(keys, equal_to([str(tmp_path / "m.png")] * 3))
