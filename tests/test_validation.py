@@ -128,3 +128,19 @@ def test_large_shards_split_into_parts_keep_line_numbers(tmp_path):
     whole = [(r.line, r.data) for r in iter_shard(str(path), limits)]
     assert got == whole
     assert [line for line, _ in got] == [i for i in range(1, 2001) if i % 7]
+
+
+def test_unknown_top_level_keys_are_kept_in_extra():
+    import json as stdjson
+
+    from transforms.validation import validate_record
+
+    frame = stdjson.loads(BASE_RAW)
+    frame.update({"saved": 1700000000000, "updated_in_version": "v2", "meta_blob": {"big": [1, 2]}, "blob": "x"})
+    fast, _ = validate_record(stdjson.dumps(frame).encode(), "s", 1)
+    frame["timestamp"] = "not an int"  # forces the slow path
+    slow, _ = validate_record(stdjson.dumps(frame).encode(), "s", 2)
+    for f in (fast, slow):
+        assert stdjson.loads(f.extra) == {"saved": 1700000000000, "updated_in_version": "v2", "meta_blob": {"big": [1, 2]}, "blob": "x"}
+    plain, _ = validate_record(BASE_RAW, "s", 3)
+    assert plain.extra is None or "saved" not in plain.extra

@@ -83,7 +83,7 @@ def frame_row(j: JoinedFrame) -> Row:
     return (
         f.id, f.shard, f.line, doc.context_id, doc.timestamp, len(doc.sources), len(doc.rois),
         sum(len(s.masks) for s in doc.sources), errors == 0, errors, warnings,
-        dataset.id if dataset else None, dataset.version if dataset else None, meta_text(doc.meta),
+        dataset.id if dataset else None, dataset.version if dataset else None, meta_text(doc.meta), f.extra,
     )
 
 

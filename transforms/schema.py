@@ -38,6 +38,7 @@ FRAMES = pa.schema([
     _col("dataset_id", pa.string(), "`dataset.id`, when given."),
     _col("dataset_version", pa.string(), "`dataset.version`, when given."),
     _col("meta", pa.string(), "The frame's `meta` object as JSON text (query with DuckDB's json functions)."),
+    _col("extra", pa.string(), "Every other top-level key (server fields such as saved or updated, meta_blob, blob, ...) as a JSON object text, values as written; null when there are none."),
 ])
 
 SOURCES = pa.schema([

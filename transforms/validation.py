@@ -103,6 +103,29 @@ class Frame:
     own_id: bool
     doc: FrameDoc
     findings: list[Finding] = field(default_factory=list)
+    extra: str | None = None  # top-level keys no column holds, as JSON object text (server fields, blobs)
+
+
+# Top-level keys with columns of their own; every other key is kept in frames.extra.
+COLUMN_KEYS = frozenset({"id", "context_id", "timestamp", "meta", "dataset", "sources", "rois"})
+_TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def extra_from_raw(data: bytes) -> str | None:
+    """frames.extra of a well-formed record: its other top-level values, as written (raw slices, no parse)."""
+    top = _TOP_LEVEL.decode(data)
+    parts = [f"{orjson.dumps(k).decode()}:{memoryview(v).tobytes().decode()}" for k, v in top.items() if k not in COLUMN_KEYS]
+    return "{" + ",".join(parts) + "}" if parts else None
+
+
+def extra_from_value(obj: dict) -> str | None:
+    other = {k: v for k, v in obj.items() if k not in COLUMN_KEYS}
+    if not other:
+        return None
+    try:
+        return orjson.dumps(other).decode()
+    except TypeError:  # integers beyond 64 bits, read by the standard library
+        return json.dumps(other)
 
 
 def raw_is_object(raw: msgspec.Raw) -> bool:
@@ -315,6 +338,7 @@ def validate_record(data: bytes, shard: str, line: int,
         if _metas_too_deep(doc, max_json_depth):
             return None, json_too_deep_finding(max_json_depth)
         frame = _frame(doc, shard, line, [])
+        frame.extra = extra_from_raw(data)
     else:
         value, finding = parse_record(data)
         if finding is None and type(value) is not dict:
@@ -325,6 +349,7 @@ def validate_record(data: bytes, shard: str, line: int,
         if finding is not None:
             return None, finding
         frame = validate_frame(value, shard, line)
+        frame.extra = extra_from_value(value)
     check_references(frame)
     return frame, None
 
