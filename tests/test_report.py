@@ -230,7 +230,7 @@ def test_worst_frames_skip_row_groups_but_find_the_worst(tmp_path: Path) -> None
     errors = rng.integers(0, 4, 3_000)
     errors[[5, 1700, 2999]] = [9, 12, 9]
     warnings = rng.integers(0, 3, 3_000)
-    rows = [(f"f{i}", "s.jsonl", i + 1, None, None, 1, 0, 0, e == 0, int(e), int(w), None, None, None)
+    rows = [(f"f{i}", "s.jsonl", i + 1, None, None, 1, 0, 0, e == 0, int(e), int(w), None, None, None, None)
             for i, (e, w) in enumerate(zip(errors, warnings))]
     path = tmp_path / "out" / "frames" / "part-00000.parquet"
     path.parent.mkdir(parents=True)
