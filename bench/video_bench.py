@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -134,7 +133,7 @@ def lossy_table(workdir: Path, name: str, masks: list[np.ndarray], palette: np.n
             undeclared = counts[-1] / counts.sum()
             row.append(f"{100 * relative.max():6.2f}% {100 * float(np.median(relative)):5.2f}% {100 * undeclared:6.2f}%")
         moves[crf] = row
-    print(f"per-colour pixel count change after nearest-colour assignment within N (max | median over colours | undeclared px):")
+    print("per-colour pixel count change after nearest-colour assignment within N (max | median over colours | undeclared px):")
     print("  " + f"{'crf':>4} " + " ".join(f"{'N=' + str(n):^22}" for n in TOLERANCES))
     for crf, row in moves.items():
         print("  " + f"{crf:>4} " + " ".join(f"{cell:^22}" for cell in row))

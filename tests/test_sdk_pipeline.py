@@ -3,7 +3,6 @@ equal a plain per-colour numpy computation on the same PNG masks."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

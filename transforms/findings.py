@@ -90,11 +90,6 @@ class Finding:
         return CODES[self.code].severity
 
 
-def json_pointer(*parts: object) -> str:
-    """RFC 6901 pointer from path parts: json_pointer('rois', 3, 'mask') == '/rois/3/mask'."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
 def findings_markdown() -> str:
     """docs/FINDINGS.md, generated from CODES."""
     out = [

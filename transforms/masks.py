@@ -13,7 +13,7 @@ frame invalid when one of its masks is, and ``label_summary`` can count frames p
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 

@@ -112,7 +112,6 @@ def analyse_mask(
             x0, x1 = _span(col_counts[index])
             crops_png[index] = _png_1bit(equal[y0:y1, x0:x1])
 
-    exact_counts = row_counts.sum(axis=1)
     tolerance_counts = np.zeros(n, dtype=np.int64)
     undeclared_values = np.empty(0, dtype=np.uint32)
     rows_with_leftovers = np.flatnonzero(row_counts.sum(axis=0) < width)

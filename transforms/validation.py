@@ -17,7 +17,7 @@ import msgspec
 
 import orjson
 
-from transforms.findings import Finding, json_pointer
+from transforms.findings import Finding
 from transforms.reading import RAW_TEXT_LIMIT
 from transforms.uris import redact_text
 
