@@ -744,8 +744,10 @@ svg .axis{stroke:#9aa1ad}svg .whisker{stroke:#555;stroke-width:1.2}svg .iqr{stro
 """
 
 
-def render_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None) -> str:
-    """The report page (HTML text) for a published output folder; ``drift`` defaults to summary.json's."""
+def render_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,
+                  title_output: str | None = None) -> str:
+    """The report page (HTML text) for a published output folder; ``drift`` defaults to summary.json's.
+    ``title_output`` names the output in the title when ``output`` is a run folder inside it."""
     folder = OutputFolder.open(output, storage_options)
     summary = folder.summary
     labels = label_rows(folder)
@@ -759,15 +761,16 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
         _preview_section(folder, storage_options),
         _run_section(summary),
     ))
-    title = f"framebeam report — {redact_uri(output)}"
+    title = f"framebeam report — {redact_uri(title_output or output)}"
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><style>{_CSS}</style></head>'
             f'<body><main><h1>{_e(title)}</h1>{body}</main></body></html>')
 
 
-def write_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None) -> str:
+def write_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,
+                 title_output: str | None = None) -> str:
     """Render the report and write it to OUTPUT/report.html; returns that path."""
-    text = render_report(output, storage_options, drift=drift)
+    text = render_report(output, storage_options, drift=drift, title_output=title_output)
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
     path = f"{root.rstrip('/')}/{REPORT_FILE}"
     with fs.open(path, "wb") as f:

@@ -277,19 +277,19 @@ class WriteTables(beam.PTransform):
             files
             | "Publish" >> beam.Map(
                 lambda written, counts, extras: writing.publish(
-                    output, run_id, written, tables, writing.build_summary(info, counts, extras), so, _write_report(so)),
+                    output, run_id, written, tables, writing.build_summary(info, counts, extras), so, _write_report(output, so)),
                 counts=beam.pvalue.AsSingleton(counts),
                 extras=beam.pvalue.AsDict(extras),
             )
         )
 
 
-def _write_report(storage_options):
-    """The report is written before _SUCCESS: a person opening a complete output finds it there."""
-    def write(output: str, summary: dict) -> None:
+def _write_report(output: str, storage_options):
+    """The report is written into the run folder before _SUCCESS: a complete output always has one."""
+    def write(run_folder: str, summary: dict) -> None:
         from transforms.report import write_report
 
-        write_report(output, storage_options, drift=summary.get("drift"))
+        write_report(run_folder, storage_options, drift=summary.get("drift"), title_output=output)
     return write
 
 
