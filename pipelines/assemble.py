@@ -9,7 +9,6 @@ from pipelines.options import JobOptions
 from transforms.joining import MaskLabels
 from transforms.reading import ReadLimits
 from transforms.schema import CORE_TABLES, DECODE_TABLES
-from transforms.flattening import TableRows
 from transforms.steps import SUMMARY_EXTRAS, JoinMasks, JoinOptions, ReadFrames, Validate, WriteTables
 from transforms.writing import RunInfo, now_iso
 
@@ -31,19 +30,15 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
     branches = {"frame_rows": joined["rows"], "duplicate_rows": joined["duplicates"]}
     tables = CORE_TABLES
     if job.decode:
-        from transforms.drift import drift_findings
         from transforms.masks import LABEL_ITEMS, DecodeMasks, DecodeOptions
-        from transforms.summary import drift_against, label_totals
+        from transforms.summary import CompareLabels
 
         decoded = dict(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job)))
-        label_items = decoded.pop(LABEL_ITEMS)
+        compared = decoded.pop(LABEL_ITEMS) | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
         branches.update(decoded)
+        branches[SUMMARY_EXTRAS] = compared["extras"]
+        if compared["drift_rows"] is not None:
+            branches["drift_rows"] = compared["drift_rows"]
         tables = CORE_TABLES + DECODE_TABLES
-        extras = [label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items)))]
-        if job.baseline:
-            drift = label_items | "CompareBaseline" >> beam.Map(drift_against, job.baseline, so, job.max_drift)
-            branches["drift_rows"] = drift | "DriftFindings" >> beam.Map(lambda result: TableRows("issues", drift_findings(result)))
-            extras.append(drift | "DriftSummary" >> beam.Map(lambda result: ("drift", result)))
-        branches[SUMMARY_EXTRAS] = tuple(extras) | "SummaryExtras" >> beam.Flatten()
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
     branches | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so)

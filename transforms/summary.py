@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -180,3 +181,30 @@ def drift_against(items: Sequence[tuple[LabelKey, LabelAccumulator]], baseline: 
 
     result = compare_label_counts(label_counts(items), read_label_counts(baseline, storage_options), max_drift=max_drift)
     return {"baseline": redact_uri(baseline), **result}
+
+
+# --- Beam ------------------------------------------------------------------------------------------------
+
+@dataclass
+class CompareLabels(beam.PTransform):
+    """The run's label items -> summary.json extras (per-label totals, drift against --baseline) and
+    the drift findings' issues rows."""
+
+    baseline: str | None = None
+    storage_options: dict | None = None
+    max_drift: float | None = None
+
+    def __post_init__(self):
+        super().__init__()
+
+    def expand(self, label_items):
+        from transforms.drift import drift_findings
+        from transforms.flattening import TableRows
+
+        extras = [label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items)))]
+        drift_rows = None
+        if self.baseline:
+            drift = label_items | "CompareBaseline" >> beam.Map(drift_against, self.baseline, self.storage_options, self.max_drift)
+            drift_rows = drift | "DriftFindings" >> beam.Map(lambda result: TableRows("issues", drift_findings(result)))
+            extras.append(drift | "DriftSummary" >> beam.Map(lambda result: ("drift", result)))
+        return {"extras": tuple(extras) | "SummaryExtras" >> beam.Flatten(), "drift_rows": drift_rows}
