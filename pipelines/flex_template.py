@@ -110,12 +110,9 @@ def _with_worker_image(beam_flags: list[str]) -> list[str]:
 
 def launch(argv: Sequence[str]):
     """Build the job from template arguments and submit it; returns Beam's PipelineResult without waiting."""
-    import apache_beam as beam
-
-    from pipelines.assemble import build_pipeline, new_run_id
     from pipelines.cli import build_parser
     from pipelines.options import beam_options, job_options_from_args, unknown_beam_flags
-    from pipelines.runner import check_inputs, load_mask_labels
+    from pipelines.runner import prepare_job
 
     parser = build_parser()
     args, beam_flags = parser.parse_known_args(cli_argv_from_template(argv, job_flags(parser)))
@@ -126,12 +123,8 @@ def launch(argv: Sequence[str]):
             "compare them with deploy/metadata.json and Beam's pipeline options"
         )
     job = job_options_from_args(args.command, args)
-    options = beam_options(_with_worker_image(beam_flags))
-    check_inputs(job)
-    mask_labels = load_mask_labels(job)
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, job, mask_labels, new_run_id())
-    return pipeline.run()
+    pipeline, _ = prepare_job(job, beam_options(_with_worker_image(beam_flags)))
+    return pipeline.run()  # Flex Templates must not wait: the launcher only submits
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -61,14 +61,20 @@ def load_mask_labels(job: JobOptions) -> MaskLabels | None:
         raise InputError(f"--mask-labels {redact_uri(job.mask_labels)}: {e}") from None
 
 
-def run_job(job: JobOptions, options: PipelineOptions, show_progress: bool = False) -> dict[str, Any]:
-    """Run the pipeline to completion and return its summary (summary.json)."""
+def prepare_job(job: JobOptions, options: PipelineOptions) -> tuple[beam.Pipeline, int | None]:
+    """Check the inputs (InputError on misuse) and build the pipeline; returns it with the inputs' size."""
     total_bytes = check_inputs(job)
     check_baseline(job)
     mask_labels = load_mask_labels(job)
-    started = time.monotonic()
     p = beam.Pipeline(options=options)
     build_pipeline(p, job, mask_labels, new_run_id())
+    return p, total_bytes
+
+
+def run_job(job: JobOptions, options: PipelineOptions, show_progress: bool = False) -> dict[str, Any]:
+    """Run the pipeline to completion and return its summary (summary.json)."""
+    started = time.monotonic()
+    p, total_bytes = prepare_job(job, options)
     with Progress(total_bytes) if show_progress else contextlib.nullcontext():
         result = p.run()
         result.wait_until_finish()
