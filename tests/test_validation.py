@@ -144,3 +144,13 @@ def test_unknown_top_level_keys_are_kept_in_extra():
         assert stdjson.loads(f.extra) == {"saved": 1700000000000, "updated_in_version": "v2", "meta_blob": {"big": [1, 2]}, "blob": "x"}
     plain, _ = validate_record(BASE_RAW, "s", 3)
     assert plain.extra is None or "saved" not in plain.extra
+
+
+def test_json_documents_over_the_limit_are_refused_not_loaded(tmp_path):
+    from transforms.reading import iter_shard
+
+    path = tmp_path / "export.json"
+    path.write_text("[" + ",".join([BASE_RAW.decode()] * 50) + "]")
+    records = list(iter_shard(str(path), ReadLimits(max_document_bytes=1000)))
+    assert [(r.line, r.problem.code) for r in records] == [(1, "record_too_large")]
+    assert len(list(iter_shard(str(path)))) == 50

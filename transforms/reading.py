@@ -45,6 +45,7 @@ class ReadLimits:
     chunk_records: int = 1000
     chunk_bytes: int = 8 * 1024 * 1024
     split_bytes: int = 64 * 1024 * 1024  # uncompressed JSON Lines shards larger than this are read in parts
+    max_document_bytes: int = 1024 * 1024 * 1024  # a .json document is parsed whole: refuse larger ones
 
 
 class ShardPart(NamedTuple):
@@ -140,7 +141,14 @@ def iter_shard(source: str | ShardPart, limits: ReadLimits = ReadLimits(), stora
         opened = fsspec.open(uri, mode="rb", compression=infer_compression(uri), **(storage_options or {}))
         with opened as f:
             if shard_format(uri) == "json":
-                records = _json_document_records(f.read(), limits)
+                data = f.read(limits.max_document_bytes + 1)
+                if len(data) > limits.max_document_bytes:
+                    yield RawRecord(1, data[:RAW_TEXT_LIMIT], Finding(
+                        "record_too_large", "",
+                        f"{shown} is a JSON document over {limits.max_document_bytes:,} bytes; a .json file is parsed whole, "
+                        "so write large exports as JSON Lines (one frame per line, .jsonl), which is streamed."))
+                    return
+                records = _json_document_records(data, limits)
             else:
                 if part.start:
                     f.seek(part.start)
