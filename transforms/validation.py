@@ -114,7 +114,7 @@ _TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
 def extra_from_raw(data: bytes) -> str | None:
     """frames.extra of a well-formed record: its other top-level values, as written (raw slices, no parse)."""
     top = _TOP_LEVEL.decode(data)
-    parts = [f"{orjson.dumps(k).decode()}:{memoryview(v).tobytes().decode()}" for k, v in top.items() if k not in COLUMN_KEYS]
+    parts = [f"{orjson.dumps(k).decode()}:{str(v, "utf-8")}" for k, v in top.items() if k not in COLUMN_KEYS]
     return "{" + ",".join(parts) + "}" if parts else None
 
 
@@ -140,7 +140,7 @@ def meta_text(data: msgspec.Raw) -> str | None:
     """JSON text of a raw meta value for a table (None for absent or null)."""
     if not data:
         return None
-    text = memoryview(data).tobytes().decode()
+    text = str(data, "utf-8")
     return None if text == "null" else text
 
 
