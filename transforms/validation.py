@@ -114,7 +114,7 @@ _TOP_LEVEL = msgspec.json.Decoder(dict[str, msgspec.Raw])
 def extra_from_raw(data: bytes) -> str | None:
     """frames.extra of a well-formed record: its other top-level values, as written (raw slices, no parse)."""
     top = _TOP_LEVEL.decode(data)
-    parts = [f"{orjson.dumps(k).decode()}:{str(v, "utf-8")}" for k, v in top.items() if k not in COLUMN_KEYS]
+    parts = [orjson.dumps(k).decode() + ":" + str(v, "utf-8") for k, v in top.items() if k not in COLUMN_KEYS]
     return "{" + ",".join(parts) + "}" if parts else None
 
 
