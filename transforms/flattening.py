@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import functools
 import gc
-import itertools
 
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -153,18 +151,5 @@ def rows_to_table(table: str, rows: Sequence[Row]) -> pa.Table:
     columns = list(zip(*rows))
     if len(columns) != len(schema):
         raise ValueError(f"{table}: rows have {len(columns)} columns, the schema {len(schema)}")
-    return pa.Table.from_arrays([_column(col, fld.type) for col, fld in zip(columns, schema)], schema=schema)
+    return pa.Table.from_arrays([pa.array(col, type=fld.type) for col, fld in zip(columns, schema)], schema=schema)
 
-
-_FLOAT_LIST = pa.list_(pa.float64())
-
-
-def _column(values: Sequence, type_: pa.DataType) -> pa.Array:
-    if type_ == _FLOAT_LIST and None not in values:
-        # Polys are the bulk of the rois table: one flat array plus offsets converts 2x faster.
-        lengths = np.fromiter(map(len, values), dtype=np.int32, count=len(values))
-        offsets = np.zeros(len(values) + 1, dtype=np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = pa.array(list(itertools.chain.from_iterable(values)), pa.float64())
-        return pa.ListArray.from_arrays(pa.array(offsets), flat)
-    return pa.array(values, type=type_)
