@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "convert": "Parse, validate and join frames; write frames/sources/masks/rois/issues tables.",
-        "validate": "As run (or convert with --no-decode), then print a summary; exit 1 when errors exceed --max-errors.",
+        "validate": "As run (or convert with --no-decode), then print a summary; exit 1 when the run fails its thresholds.",
         "run": "Everything convert does plus mask decoding: label_stats, crops, label_summary.",
     }
     for command in COMMANDS:
