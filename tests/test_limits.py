@@ -141,6 +141,8 @@ def test_limits_through_the_cli(tmp_path):
     assert ("json_too_deep", "", 1) in codes
     assert ("too_many_masks", "masks", 1) in codes
     assert ("mask_decode_timeout", "masks", 2) in codes  # two masks decoded (refused: over budget), the third not at all
+    statuses = query(f"SELECT mask_id, status FROM {table(out, 'masks')} ORDER BY mask_id")
+    assert statuses == [("m0", "mask_decode_timeout"), ("m1", "mask_decode_timeout"), ("m2", "too_many_masks")]  # no mask vanishes
     summary = json.loads((out / "summary.json").read_text())
     assert summary["parameters"]["max_masks_per_frame"] == 2 and summary["parameters"]["mask_decode_timeout"] == 0.01
 

@@ -54,5 +54,5 @@ def test_decoding_requests_are_keyed_by_object(tmp_path):
     a = write(tmp_path, "a.jsonl", [json.dumps(frame(f"f{i}")) for i in range(3)])
     with test_pipeline.TestPipeline(options=OPTIONS) as p:
         joined = p | ReadFrames([a]) | Validate() | JoinMasks(JoinOptions(decode=True))
-        keys = joined["mask_requests"] | "Keys" >> beam.Map(lambda kv: kv[0])
+        keys = joined["mask_requests"] | "Keys" >> beam.Map(lambda req: req.read_uri)
         assert_that(keys, equal_to([str(tmp_path / "m.png")] * 3))

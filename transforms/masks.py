@@ -59,11 +59,11 @@ class DecodeOptions:
     storage_options: dict[str, Any] | None = None
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
+    mask_decode_timeout: float = 60.0
 
     def __post_init__(self):
         if self.video_segment_ms <= 0:
             raise ValueError(f"video_segment_ms must be positive, got {self.video_segment_ms}")
-    mask_decode_timeout: float = 60.0
 
     @classmethod
     def from_job(cls, job) -> "DecodeOptions":
@@ -84,27 +84,35 @@ def too_many_masks(frame, max_masks: int) -> Finding | None:
                                                  f"only the first {max_masks:,} (in source order) are decoded. Split the frame, or raise the limit.")
 
 
-def mask_requests(joined: JoinedFrame, max_masks: int | None = None) -> Iterator[MaskRequest]:
-    """One request per mask of the frame, the first ``max_masks`` only (see ``too_many_masks``)."""
+def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[MaskRequest], list[tuple]]:
+    """A request for each mask of the frame to decode, and the masks rows of those not decoded.
+
+    Not decoded: masks beyond the first ``max_masks`` (status ``too_many_masks``, see ``too_many_masks``)
+    and masks without a uri (``not_decoded``: validation reported it). Every mask entry keeps its row.
+    """
     f = joined.frame
+    requests: list[MaskRequest] = []
+    undecoded: list[tuple] = []
     seen = 0
     for si, s in enumerate(f.doc.sources):
         for mi, m in enumerate(s.masks):
             seen += 1
-            if max_masks is not None and seen > max_masks:
-                return
-            if not m.uri:
-                continue  # validation already reported the missing uri
+            over_limit = max_masks is not None and seen > max_masks
+            if over_limit or not m.uri:
+                status = "too_many_masks" if over_limit else "not_decoded"
+                undecoded.append(mask_base_row(joined, si, mi) + (None, None, None, status, None, None, None))
+                continue
             resolved = resolve_uri(m.uri, f.shard)
             ctype = infer_content_type(m.uri, m.content_type)
-            yield MaskRequest(
+            requests.append(MaskRequest(
                 frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
                 path=f"/sources/{si}/masks/{mi}", read_uri=strip_userinfo(resolved),
                 is_video=is_video_type(ctype), timestamp=m.timestamp,
                 declared_size=(m.width if m.width is not None else s.width, m.height if m.height is not None else s.height),
                 declarations=tuple(joined.declarations.get((si, mi), ())),
                 base_row=mask_base_row(joined, si, mi),
-            )
+            ))
+    return requests, undecoded
 
 
 def group_key(req: MaskRequest, segment_ms: int) -> str:
@@ -209,8 +217,7 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
         if code is None:
             raise
         for req in requests:
-            yield failed_request(req, Finding(code, req.path, f"Cannot read mask {redact_uri(req.read_uri)}: {type(exc).__name__}: "
-                                              f"{redact_uri(str(exc))[:300]}. Check the URI and the workers' credentials."))
+            yield failed_request(req, _unreadable(req, code, exc, "mask"))
         return
     from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 
@@ -260,8 +267,12 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
             raise
         for reqs in by_ts.values():
             for req in reqs:
-                yield failed_request(req, Finding(code, req.path, f"Cannot read mask video {redact_uri(req.read_uri)}: {type(exc).__name__}: "
-                                                  f"{redact_uri(str(exc))[:300]}. Check the URI and the workers' credentials."))
+                yield failed_request(req, _unreadable(req, code, exc, "mask video"))
+
+
+def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> Finding:
+    return Finding(code, req.path, f"Cannot read {what} {redact_uri(req.read_uri)}: {type(exc).__name__}: "
+                                   f"{redact_uri(str(exc))[:300]}. Check the URI and the workers' credentials.")
 
 
 # --- Beam ------------------------------------------------------------------------------------------------
@@ -317,7 +328,7 @@ class DecodeMasks(beam.PTransform):
         opts = self.options
         decoded = (
             joined[MASK_REQUESTS]
-            | "KeyByObject" >> beam.Map(lambda kv: (group_key(kv[1], opts.video_segment_ms), kv[1]))
+            | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
             | "GroupByObject" >> beam.GroupByKey()
             | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts)))
             .with_outputs(FRAME_COUNTS, LABEL_KEYS, main="rows")

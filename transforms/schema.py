@@ -68,7 +68,7 @@ MASKS = pa.schema([
     _col("width", pa.int32(), "Decoded width (`run` only; null when not decoded)."),
     _col("height", pa.int32(), "Decoded height (`run` only)."),
     _col("mode", pa.string(), "Pixel format of the file: RGB, RGBA, P, L, ... (`run` only)."),
-    _col("status", pa.string(), "`ok`, `not_decoded` (convert, --no-decode) or the error finding's code (`run`).", False),
+    _col("status", pa.string(), "`ok`, `not_decoded` (convert, --no-decode, or no uri) or the error finding's code (`run`; `too_many_masks` beyond --max-masks-per-frame).", False),
     _col("undeclared_pixels", pa.int64(), "Pixels in no declared colour (`run` only)."),
     _col("n_undeclared_colours", pa.int32(), "Distinct colours among the undeclared pixels (`run` only)."),
     _col("top_undeclared", pa.list_(pa.struct([("rgb", _RGB), ("pixels", pa.int64())])), "Up to 5 undeclared colours with their pixel counts, most first (`run` only)."),

@@ -76,7 +76,7 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     """Join and flatten a validated chunk.
 
     Returns ``TableRows`` (main output), ``(bucket, [(frame_id, shard, line)])`` tagged FRAME_IDS for
-    the dataset-wide duplicate check, and with decoding on, each mask reference tagged MASK_REQUESTS
+    the dataset-wide duplicate check, and with decoding on, each mask to decode tagged MASK_REQUESTS
     plus the frames rows of frames with masks tagged PENDING_FRAMES (their validity waits for decoding).
     """
     out: list[Any] = []
@@ -98,11 +98,12 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         if frame.own_id:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.shard, frame.line))
         if decode_here:
-            from transforms.masks import mask_requests  # decoding is optional: keep convert's import light
+            from transforms.masks import plan_masks  # decoding is optional: keep convert's import light
 
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
-            for req in mask_requests(joined, options.max_masks_per_frame):
-                out.append(beam.pvalue.TaggedOutput(MASK_REQUESTS, (req.read_uri, req)))
+            requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
+            tables["masks"].extend(undecoded)
+            out.extend(beam.pvalue.TaggedOutput(MASK_REQUESTS, req) for req in requests)
     for table, rows in tables.items():
         if rows:
             out.append(TableRows(table, rows))
