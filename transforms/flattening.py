@@ -92,6 +92,12 @@ def with_frame_counts(row: Row, extra_errors: int, extra_warnings: int) -> Row:
     return (*row[:8], errors == 0, errors, row[10] + extra_warnings, *row[11:])
 
 
+def declared_size(source, mask) -> tuple[int | None, int | None]:
+    """A mask's declared (width, height): its own, else its source's."""
+    return (mask.width if mask.width is not None else source.width,
+            mask.height if mask.height is not None else source.height)
+
+
 def mask_base_row(j: JoinedFrame, s_index: int, m_index: int) -> Row:
     """The masks-table columns known without decoding (everything up to n_declared_colours)."""
     f = j.frame
@@ -102,12 +108,17 @@ def mask_base_row(j: JoinedFrame, s_index: int, m_index: int) -> Row:
         f.id, f.shard, f.line, s.id, m.id,
         redact_uri(m.uri) if m.uri else None, redact_uri(resolved) if resolved else None,
         infer_content_type(m.uri, m.content_type), m.timestamp,
-        m.width if m.width is not None else s.width, m.height if m.height is not None else s.height,
+        *declared_size(s, m),
         len(j.declarations.get((s_index, m_index), ())),
     )
 
 
-NOT_DECODED = (None, None, None, "not_decoded", None, None, None)
+def undecoded(status: str) -> tuple:
+    """The masks-table decode columns of a mask that was not decoded: only its status."""
+    return (None, None, None, status, None, None, None)
+
+
+NOT_DECODED = undecoded("not_decoded")
 
 
 def frame_tables(j: JoinedFrame, include_masks: bool = True, include_frame: bool = True) -> dict[str, list[Row]]:

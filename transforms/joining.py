@@ -76,10 +76,9 @@ class MaskLabels:
 
     @classmethod
     def load(cls, path: str, storage_options: dict[str, Any] | None = None) -> "MaskLabels":
-        import fsspec
+        from transforms.storage import read_bytes
 
-        with fsspec.open(path, "rb", **(storage_options or {})) as f:
-            return cls.from_json(f.read())
+        return cls.from_json(read_bytes(path, storage_options))
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ import numpy as np
 from transforms import progress
 from transforms.findings import ERROR, Finding
 from transforms.content_types import infer_content_type, is_video_type
-from transforms.flattening import TableRows, finding_row, mask_base_row, with_frame_counts
+from transforms.flattening import TableRows, declared_size, finding_row, mask_base_row, undecoded, with_frame_counts
 from transforms.joining import Declaration, JoinedFrame
 from transforms.statistics import analyse_mask
 from transforms.storage import open_binary, permanent_error_code, read_bytes
@@ -92,7 +92,7 @@ def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[
     """
     f = joined.frame
     requests: list[MaskRequest] = []
-    undecoded: list[tuple] = []
+    undecoded_rows: list[tuple] = []
     seen = 0
     for si, s in enumerate(f.doc.sources):
         for mi, m in enumerate(s.masks):
@@ -100,7 +100,7 @@ def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[
             over_limit = max_masks is not None and seen > max_masks
             if over_limit or not m.uri:
                 status = "too_many_masks" if over_limit else "not_decoded"
-                undecoded.append(mask_base_row(joined, si, mi) + (None, None, None, status, None, None, None))
+                undecoded_rows.append(mask_base_row(joined, si, mi) + undecoded(status))
                 continue
             resolved = resolve_uri(m.uri, f.shard)
             ctype = infer_content_type(m.uri, m.content_type)
@@ -108,11 +108,11 @@ def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[
                 frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
                 path=f"/sources/{si}/masks/{mi}", read_uri=strip_userinfo(resolved),
                 is_video=is_video_type(ctype), timestamp=m.timestamp,
-                declared_size=(m.width if m.width is not None else s.width, m.height if m.height is not None else s.height),
+                declared_size=declared_size(s, m),
                 declarations=tuple(joined.declarations.get((si, mi), ())),
                 base_row=mask_base_row(joined, si, mi),
             ))
-    return requests, undecoded
+    return requests, undecoded_rows
 
 
 def group_key(req: MaskRequest, segment_ms: int) -> str:
@@ -138,7 +138,7 @@ class RequestResult(NamedTuple):
 
 
 def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
-    row = req.base_row + (None, None, None, finding.code, None, None, None)
+    row = req.base_row + undecoded(finding.code)
     issue = finding_row(req.frame_key[0], req.frame_key[1], req.frame_id, finding)
     return RequestResult({"masks": [row], "issues": [issue]}, req.frame_key, 1, 0, [])
 

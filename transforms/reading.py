@@ -18,7 +18,7 @@ import orjson
 from fsspec.utils import infer_compression
 
 from transforms.findings import Finding
-from transforms.storage import is_transient
+from transforms.storage import is_transient, open_binary
 from transforms.uris import redact_uri
 
 BOM = b"\xef\xbb\xbf"
@@ -138,8 +138,7 @@ def iter_shard(source: str | ShardPart, limits: ReadLimits = ReadLimits(), stora
     last_line = part.first_line - 1
     emitted = 0
     try:
-        opened = fsspec.open(uri, mode="rb", compression=infer_compression(uri), **(storage_options or {}))
-        with opened as f:
+        with open_binary(uri, storage_options, infer_compression(uri)) as f:
             if shard_format(uri) == "json":
                 data = f.read(limits.max_document_bytes + 1)
                 if len(data) > limits.max_document_bytes:

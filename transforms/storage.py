@@ -65,9 +65,10 @@ def permanent_error_code(exc: BaseException) -> str | None:
     return None
 
 
-def open_binary(uri: str, storage_options: dict[str, Any] | None = None):
-    """An fsspec file opened for binary reading; credentials in the URI are never used (nor logged)."""
-    return fsspec.open(strip_userinfo(uri), "rb", **(storage_options or {}))
+def open_binary(uri: str, storage_options: dict[str, Any] | None = None, compression: str | None = None):
+    """An fsspec file opened for binary reading (decompressed with ``compression``); credentials in
+    the URI are never used (nor logged)."""
+    return fsspec.open(strip_userinfo(uri), "rb", compression=compression, **(storage_options or {}))
 
 
 def read_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> bytes:
