@@ -1,11 +1,16 @@
 """Convert throughput against a single-process orjson parse-only loop over the same lines, in one run.
 
-    .venv/bin/python bench/convert_bench.py [--frames 100000] [--shards 8] [--workers 0]
+    .venv/bin/python bench/convert_bench.py [--frames 100000] [--shards 8] [--workers 0] [--no-floors]
 
 Writes realistic synthetic frames (1-3 sources, 5-30 ROIs with polys and mask colours), then times
 (a) a plain `for line in f: orjson.loads(line)` loop on one core and (b) `framebeam convert` end to end
 (process start, Beam start-up, parsing, validation, joining, Parquet writing, publish). Prints both
 rates and the ratio convert/parse. Goal (issue 2): >= 0.7 on 2 cores.
+
+Then the floors under that ratio, each on one core and against the same parse loop: Beam's fixed cost
+(a 1-frame convert, with worker processes and in-process); framebeam's own per-frame work without Beam
+(the chunk functions: validation, join, Arrow columns, Parquet); and how fast C++ JSON readers
+(pyarrow.json; DuckDB's read_json when installed: the test extra) turn the same lines into columns.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import time
 from pathlib import Path
 
 import orjson
+
 
 LABELS = ["car", "person", "road", "building", "sky", "tree", "bicycle", "truck", "sign", "pole"]
 
@@ -72,12 +78,117 @@ def parse_only(directory: Path) -> float:
     return time.perf_counter() - start
 
 
-def convert(directory: Path, output: Path, workers: int) -> float:
+def convert(directory: Path, output: Path, workers: int, *beam_flags: str) -> float:
     framebeam = Path(sys.executable).with_name("framebeam")
     start = time.perf_counter()
     subprocess.run([str(framebeam), "convert", "--input", f"{directory}/*.jsonl", "--output", str(output), "--quiet",
-                    f"--direct_num_workers={workers}"], check=True)
+                    f"--direct_num_workers={workers}", *beam_flags], check=True)
     return time.perf_counter() - start
+
+
+def parse_with_msgspec(directory: Path) -> float:
+    """The typed decode of framebeam's validation fast path alone (C), over every line."""
+    from transforms.validation import _DECODER
+
+    start = time.perf_counter()
+    for path in sorted(directory.glob("*.jsonl")):
+        with open(path, "rb") as f:
+            for line in f:
+                _DECODER.decode(line)
+    return time.perf_counter() - start
+
+
+def chunk_functions(directory: Path, frames: int) -> float:
+    """framebeam's per-chunk work without Beam: validate, join, Arrow columns and Parquet (in memory).
+    Returns seconds per frame, best of 3 (the first pass also pays one-off imports and caches)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from transforms import writing
+    from transforms.flattening import TableRows
+    from transforms.reading import ReadLimits, chunk_records, iter_shard
+    from transforms.steps import JoinOptions, join_chunk, validate_chunk
+
+    path = sorted(directory.glob("*.jsonl"))[0]
+    records = []
+    for rec in iter_shard(str(path)):
+        records.append(rec)
+        if len(records) == frames:
+            break
+    chunks = list(chunk_records(str(path), iter(records), ReadLimits()))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        buffer = writing.TableBuffer(10**9)
+        for chunk in chunks:
+            for item in join_chunk(validate_chunk(chunk), JoinOptions()):
+                if isinstance(item, TableRows):
+                    buffer.add(item)
+        for table in buffer.tables():
+            data = buffer.take(table)
+            pq.write_table(data, io.BytesIO(), compression="zstd", row_group_size=128 * 1024,
+                           use_dictionary=writing.dictionary_columns(data.schema))
+        best = min(best, time.perf_counter() - start)
+    return best / len(records)
+
+
+def arrow_reader(directory: Path) -> float:
+    """pyarrow's C++ JSON reader, one thread, every line into typed columns (metas skipped)."""
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    s, i = pa.string(), pa.int64()
+    mask = pa.struct([("id", s), ("uri", s), ("content_type", s), ("timestamp", i), ("width", i), ("height", i)])
+    source = pa.struct([("id", s), ("uri", s), ("content_type", s), ("width", i), ("height", i), ("timestamp", i),
+                        ("masks", pa.list_(mask))])
+    roi = pa.struct([("id", s), ("label", pa.list_(s)), ("sources", pa.list_(s)), ("confidence", pa.float64()),
+                     ("poly", pa.list_(pa.float64())), ("mask", pa.struct([("id", s), ("value", pa.list_(i))]))])
+    schema = pa.schema([("id", s), ("context_id", s), ("timestamp", i), ("sources", pa.list_(source)), ("rois", pa.list_(roi))])
+    start = time.perf_counter()
+    for path in sorted(directory.glob("*.jsonl")):
+        pj.read_json(path, read_options=pj.ReadOptions(use_threads=False),
+                     parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"))
+    return time.perf_counter() - start
+
+
+def duckdb_reader(directory: Path) -> float | None:
+    """DuckDB's C++ JSON reader, one thread, every line into typed columns (metas kept as JSON text)."""
+    try:
+        import duckdb
+    except ImportError:
+        return None
+    columns = {
+        "id": "VARCHAR", "context_id": "VARCHAR", "timestamp": "BIGINT", "meta": "JSON",
+        "sources": "STRUCT(id VARCHAR, uri VARCHAR, content_type VARCHAR, width BIGINT, height BIGINT, timestamp BIGINT, "
+                   "meta JSON, masks STRUCT(id VARCHAR, uri VARCHAR, timestamp BIGINT)[])[]",
+        "rois": "STRUCT(label VARCHAR[], sources VARCHAR[], confidence DOUBLE, poly DOUBLE[], meta JSON, "
+                "mask STRUCT(id VARCHAR, value BIGINT[]))[]",
+    }
+    con = duckdb.connect()
+    con.execute("SET threads = 1")
+    start = time.perf_counter()
+    con.sql(f"SELECT * FROM read_json('{directory}/*.jsonl', format='newline_delimited', columns={columns!r})").to_arrow_table()
+    return time.perf_counter() - start
+
+
+def print_floors(data: Path, one: Path, out: Path, frames: int, t_parse: float) -> None:
+    """What bounds the ratio from below, each measured in this run."""
+    per_parse = t_parse / frames
+    budget = 2 * t_parse / 0.7 / frames  # CPU time per frame the goal leaves on 2 cores with no fixed cost at all
+    in_process = convert(one, out, 1, "--direct_running_mode=in_memory")
+    print(f"floors (one core each; parse loop = {per_parse * 1e6:.1f} us/frame; the goal leaves {budget * 1e6:.1f} us of CPU "
+          f"per frame on 2 cores, and {t_parse / 0.7:.2f} s in all):")
+    print(f"  Beam fixed cost, in-process 1-frame convert : {in_process:6.2f} s")
+    t = parse_with_msgspec(data)
+    print(f"  msgspec typed decode (validation fast path) : {t / frames * 1e6:6.1f} us/frame  {t / t_parse:5.2f}x parse")
+    per = chunk_functions(data, min(frames, 10_000))
+    print(f"  framebeam chunk functions, no Beam          : {per * 1e6:6.1f} us/frame  {per / per_parse:5.2f}x parse")
+    t = arrow_reader(data)
+    print(f"  pyarrow.json reader -> columns (C++)        : {t / frames * 1e6:6.1f} us/frame  {t / t_parse:5.2f}x parse")
+    t = duckdb_reader(data)
+    if t is not None:
+        print(f"  DuckDB read_json -> columns (C++)           : {t / frames * 1e6:6.1f} us/frame  {t / t_parse:5.2f}x parse")
 
 
 def main() -> None:
@@ -86,6 +197,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--workers", type=int, default=0, help="0 = all cores")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-floors", action="store_true", help="skip the floor measurements after the runs")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="framebeam-bench-"))
     try:
@@ -106,6 +218,8 @@ def main() -> None:
             print(f"  fixed cost (1 frame)  : {t_fixed:6.2f} s  -> the goal needs convert <= {t_parse / 0.7:.2f} s in all")
             steady = max(t_convert - t_fixed, 1e-9)
             print(f"  steady state          : {args.frames / steady:10,.0f} records/s, ratio {t_parse / steady:.2f} (start-up excluded)")
+        if not args.no_floors:
+            print_floors(data, one, tmp / "out-floor", args.frames, t_parse)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -44,7 +44,7 @@ def test_join_masks_emits_rows_and_finds_duplicate_ids_across_shards(tmp_path):
     with test_pipeline.TestPipeline(options=OPTIONS) as p:
         joined = p | ReadFrames([a, b]) | Validate() | JoinMasks(JoinOptions())
         rois = joined["rows"] | "Rois" >> beam.FlatMap(
-            lambda t: [(r[0], r[14]) for r in t.rows] if t.table == "rois" else [])
+            lambda t: [(r["frame_id"], r["join_rule"]) for r in t.rows.to_pylist()] if t.table == "rois" else [])
         duplicates = joined["duplicates"] | "Dups" >> beam.FlatMap(lambda t: [(r[0], r[1], r[4]) for r in t.rows])
         assert_that(rois, equal_to([("same", "schema"), ("other", "schema"), ("same", "schema")]), label="RoisJoined")
         assert_that(duplicates, equal_to([(a, 1, "duplicate_frame_id"), (b, 1, "duplicate_frame_id")]), label="Duplicates")

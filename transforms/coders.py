@@ -11,6 +11,7 @@ import pickle
 from typing import Any
 
 import apache_beam as beam
+import pyarrow as pa
 
 
 class ChunkCoder(beam.coders.Coder):
@@ -28,8 +29,12 @@ class ChunkCoder(beam.coders.Coder):
         return False
 
     def estimate_size(self, value: Any) -> int:
-        items = value[1] if isinstance(value, tuple) and len(value) > 1 and isinstance(value[1], list) else ()
-        return 64 + self.BYTES_PER_ITEM * len(items)
+        items = value[1] if isinstance(value, tuple) and len(value) > 1 else None
+        if isinstance(items, list):
+            return 64 + self.BYTES_PER_ITEM * len(items)
+        if isinstance(items, pa.Table):  # TableRows of sources and rois
+            return 64 + items.get_total_buffer_size()
+        return 64
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other)

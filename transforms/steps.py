@@ -20,7 +20,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.coders import ChunkCoder
 from transforms.findings import Finding
-from transforms.flattening import TableRows, without_gc, finding_row, frame_row, frame_tables, record_problem_row
+from transforms.flattening import TableRows, without_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
@@ -75,16 +75,19 @@ class JoinOptions:
 def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     """Join and flatten a validated chunk.
 
-    Returns ``TableRows`` (main output), ``(bucket, [(frame_id, shard, line)])`` tagged FRAME_IDS for
-    the dataset-wide duplicate check, and with decoding on, each mask to decode tagged MASK_REQUESTS
-    plus the frames rows of frames with masks tagged PENDING_FRAMES (their validity waits for decoding).
+    Returns ``TableRows`` (main output; sources and rois as Arrow tables), ``(bucket, [(frame_id, shard,
+    line)])`` tagged FRAME_IDS for the dataset-wide duplicate check, and with decoding on, each mask to
+    decode tagged MASK_REQUESTS plus the frames rows of frames with masks tagged PENDING_FRAMES (their
+    validity waits for decoding).
     """
     out: list[Any] = []
     tables: dict[str, list] = defaultdict(list)
     tables["issues"].extend(chunk.problems)
     ids: dict[int, list] = defaultdict(list)
+    joined_frames = []
     for frame in chunk.frames:
         joined = join_frame(frame, options.mask_labels)
+        joined_frames.append(joined)
         has_masks = any(s.masks for s in frame.doc.sources)
         decode_here = options.decode and has_masks
         if decode_here:
@@ -107,6 +110,8 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     for table, rows in tables.items():
         if rows:
             out.append(TableRows(table, rows))
+    if chunk.frames:
+        out.extend(TableRows(table, data) for table, data in chunk_tables(joined_frames).items() if len(data))
     for bucket, entries in ids.items():
         out.append(beam.pvalue.TaggedOutput(FRAME_IDS, (bucket, entries)))
     return out
@@ -234,7 +239,7 @@ class WriteParquetFn(beam.DoFn):
             yield self._flush(full)
 
     def finish_bundle(self):
-        for table in list(self.buffer.rows):
+        for table in self.buffer.tables():
             yield WindowedValue(self._flush(table), GlobalWindow().max_timestamp(), [GlobalWindow()])
         progress.flush()
 

@@ -136,12 +136,12 @@ def raw_is_object(raw: msgspec.Raw) -> bool:
     return view[:1] == b"{" or bytes(view).lstrip()[:1] in (b"{", b"n")
 
 
-def meta_text(data: msgspec.Raw) -> str | None:
-    """JSON text of a raw meta value for a table (None for absent or null)."""
-    if not data:
-        return None
-    text = str(data, "utf-8")
-    return None if text == "null" else text
+def meta_texts(raws: list[msgspec.Raw]) -> list[str | None]:
+    """JSON texts of raw meta values for a table column (None for absent or null)."""
+    texts = [str(m, "utf-8") if m else None for m in raws]
+    if "null" in texts:
+        texts = [None if t == "null" else t for t in texts]
+    return texts
 
 
 def derived_frame_id(shard: str, line: int) -> str:

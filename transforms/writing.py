@@ -55,7 +55,21 @@ def write_parquet(table: pa.Table, path: str, storage_options: dict[str, Any] | 
     fs, p = _fs(path, storage_options)
     fs.makedirs(posixpath.dirname(p), exist_ok=True)
     with fs.open(p, "wb") as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=128 * 1024)
+        pq.write_table(table, f, compression="zstd", row_group_size=128 * 1024, use_dictionary=dictionary_columns(table.schema))
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Parquet column paths worth dictionary-encoding: all but floats (polys and fractions rarely repeat,
+    and their dictionaries cost more time than they save: bench/convert_bench.py)."""
+    def leaves(name: str, type_: pa.DataType):
+        if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+            yield from leaves(f"{name}.list.element", type_.value_type)
+        elif pa.types.is_struct(type_):
+            for f in type_:
+                yield from leaves(f"{name}.{f.name}", f.type)
+        elif not pa.types.is_floating(type_):
+            yield name
+    return [path for f in schema for path in leaves(f.name, f.type)]
 
 
 def staging_dir(output: str, run_id: str) -> str:
@@ -68,34 +82,49 @@ class TableBuffer:
 
     The bound is on the rows of all tables together, so a worker's memory does not grow with the
     number of tables that happen to fill at once (each table flushing at its own cap grew the peak
-    memory with the input: bench/memory_bench.py).
+    memory with the input: bench/memory_bench.py). Rows come as tuples or as Arrow tables.
     """
 
     def __init__(self, max_rows: int):
         self.max_rows = max_rows
         self.rows: dict[str, list] = defaultdict(list)
+        self.batches: dict[str, list[pa.Table]] = defaultdict(list)
+        self.counts: Counter = Counter()
         self.total = 0
 
     def add(self, item: TableRows) -> str | None:
         """The table to flush now (the largest) when the buffer is full, else None."""
-        if not item.rows:
+        n = len(item.rows)
+        if not n:
             return None
-        self.rows[item.table].extend(item.rows)
-        self.total += len(item.rows)
+        if isinstance(item.rows, pa.Table):
+            self.batches[item.table].append(item.rows)
+        else:
+            self.rows[item.table].extend(item.rows)
+        self.counts[item.table] += n
+        self.total += n
         if self.total < self.max_rows:
             return None
-        return max(self.rows, key=lambda t: len(self.rows[t]))
+        return max(self.counts, key=self.counts.__getitem__)
 
-    def take(self, table: str) -> list:
+    def tables(self) -> list[str]:
+        return list(self.counts)
+
+    def take(self, table: str) -> pa.Table:
+        pieces = self.batches.pop(table, [])
         rows = self.rows.pop(table, [])
-        self.total -= len(rows)
-        return rows
+        if rows:
+            pieces.append(rows_to_table(table, rows))
+        self.total -= self.counts.pop(table, 0)
+        return pa.concat_tables(pieces) if len(pieces) != 1 else pieces[0]
 
 
-def write_rows(table: str, rows: Sequence, directory: str, storage_options: dict[str, Any] | None = None) -> WrittenFile:
+def write_rows(table: str, rows: Sequence | pa.Table, directory: str, storage_options: dict[str, Any] | None = None) -> WrittenFile:
+    """One Parquet file of rows (tuples in schema order, or an Arrow table) in ``directory/table/``."""
+    data = rows if isinstance(rows, pa.Table) else rows_to_table(table, rows)
     path = join_path(directory, table, f"part-{uuid.uuid4().hex}.parquet")
-    write_parquet(rows_to_table(table, rows), path, storage_options)
-    return WrittenFile(table, path, len(rows))
+    write_parquet(data, path, storage_options)
+    return WrittenFile(table, path, len(data))
 
 
 def publish(
