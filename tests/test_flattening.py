@@ -86,3 +86,14 @@ def test_floats_are_not_dictionary_encoded_in_parquet():
     encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
     assert "RLE_DICTIONARY" in encodings["labels.list.element"]
     assert "RLE_DICTIONARY" not in encodings["poly.list.element"]
+
+
+def test_class_labels_follow_the_join_when_the_seed_rule_swaps_them():
+    seed = {"id": "s", "sources": [{"id": "c", "uri": "x.jpg", "masks": [{"id": "00", "uri": "m.png"}]}],
+            "rois": [{"label": ["00"], "mask": {"id": "car", "value": [1, 1, 1]}}, {"label": ["sky"]}]}
+    chunk = validate_chunk(RecordChunk("mem://s.jsonl", [RawRecord(1, json.dumps(seed).encode())]))
+    rois = chunk_tables([join_frame(f) for f in chunk.frames])["rois"]
+    assert rois.column("labels").to_pylist() == [["00"], ["sky"]]
+    assert rois.column("class_labels").to_pylist() == [["car"], ["sky"]]
+    assert rois.column("join_rule").to_pylist() == ["seed_example", None]
+    assert chunk_tables(joined_frames())["rois"].column("class_labels").to_pylist() == [["car"], ["sky"], ["x"], ["only"]]

@@ -165,6 +165,10 @@ def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
     joins = [x for j in joined for x in j.roi_joins]
     masks = [r.mask for r in rois]
     roi_metas = meta_texts([r.meta for r in rois])
+    labels = [r.label if r.label is not None else r.labels for r in rois]
+    labels_array = pa.array(labels, TABLES["rois"].field("labels").type)
+    # The join keeps an ROI's own label list as its class unless the seed rule swapped them: reuse the column.
+    same_classes = all(x.class_labels is own for x, own in zip(joins, labels))
     return {
         "sources": _from_columns("sources", [
             *provenance([len(f.doc.sources) for f in frames]),
@@ -180,8 +184,8 @@ def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
         "rois": _from_columns("rois", [
             *provenance([len(f.doc.rois) for f in frames]),
             [r.id for r in rois],
-            [r.label if r.label is not None else r.labels for r in rois],
-            [x.class_labels for x in joins],
+            labels_array,
+            labels_array if same_classes else [x.class_labels for x in joins],
             [r.sources for r in rois],
             [r.confidence for r in rois],
             [r.poly for r in rois],
