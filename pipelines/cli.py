@@ -86,7 +86,7 @@ def _tables(output: str, storage_options: dict) -> int:
 
 
 def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_flags: list[str]) -> int:
-    from pipelines.options import beam_options, job_options_from_args, unknown_beam_flags
+    from pipelines.options import job_options_from_args, unknown_beam_flags
 
     unknown = unknown_beam_flags(beam_flags)
     if unknown:
@@ -103,7 +103,7 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
     from transforms.uris import redact_uri
 
     try:
-        summary = run_job(job, beam_options(beam_flags), show_progress=not job.quiet)
+        summary = run_job(job, beam_flags, show_progress=not job.quiet)
     except InputError as e:
         print(f"framebeam: {e}", file=sys.stderr)
         return EXIT_MISUSE

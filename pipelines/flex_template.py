@@ -111,7 +111,7 @@ def _with_worker_image(beam_flags: list[str]) -> list[str]:
 def launch(argv: Sequence[str]):
     """Build the job from template arguments and submit it; returns Beam's PipelineResult without waiting."""
     from pipelines.cli import build_parser
-    from pipelines.options import beam_options, job_options_from_args, unknown_beam_flags
+    from pipelines.options import job_options_from_args, unknown_beam_flags
     from pipelines.runner import prepare_job
 
     parser = build_parser()
@@ -123,7 +123,7 @@ def launch(argv: Sequence[str]):
             "compare them with deploy/metadata.json and Beam's pipeline options"
         )
     job = job_options_from_args(args.command, args)
-    pipeline, _ = prepare_job(job, beam_options(_with_worker_image(beam_flags)))
+    pipeline, _ = prepare_job(job, _with_worker_image(beam_flags))
     return pipeline.run()  # Flex Templates must not wait: the launcher only submits
 
 

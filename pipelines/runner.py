@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 import fsspec
-from apache_beam.options.pipeline_options import PipelineOptions
+from fsspec.utils import infer_compression
 
 from pipelines.assemble import build_pipeline, new_run_id
-from pipelines.options import JobOptions
+from pipelines.options import JobOptions, beam_options
 from pipelines.progress import Progress
 from transforms.joining import MaskLabels
 from transforms.reading import expand_input
@@ -22,19 +22,31 @@ class InputError(Exception):
     """Misuse or unreachable input: the CLI exits 2."""
 
 
-def check_inputs(job: JobOptions) -> int | None:
-    """Every glob matches a file (else InputError); returns the inputs' total size when it can tell."""
-    total = 0
+class InputSize(NamedTuple):
+    stored: int | None  # bytes as stored (what progress counts); None when unknown
+    expanded: int | None  # compressed shards at an estimated expanded size (what work scales with)
+
+
+COMPRESSION_RATIO = 10  # frames are repetitive JSON: gzip/zstd shrink them ~5-15x
+
+
+def check_inputs(job: JobOptions) -> InputSize:
+    """Every glob matches a file (else InputError); returns the inputs' total size when it can tell
+    (at most 10,000 files are sized: beyond that, only that the input is large matters)."""
+    stored = expanded = 0
     for pattern in job.inputs:
         try:
             matched = expand_input(pattern, job.storage_options)
             fs, _ = fsspec.core.url_to_fs(pattern, **job.storage_options)
-            total += sum(fs.size(m) or 0 for m in matched[:10_000])
+            for m in matched[:10_000]:
+                size = fs.size(m) or 0
+                stored += size
+                expanded += size * COMPRESSION_RATIO if infer_compression(m) else size
         except Exception as e:  # noqa: BLE001 - any storage failure here is the user's to see, with exit 2
             raise InputError(f"cannot list {redact_uri(pattern)}: {type(e).__name__}: {redact_uri(str(e))}") from None
         if not matched:
             raise InputError(f"no input file matches {redact_uri(pattern)}; check the path and quote globs so the shell does not expand them")
-    return total or None
+    return InputSize(stored or None, expanded or None)
 
 
 def check_baseline(job: JobOptions) -> None:
@@ -61,21 +73,22 @@ def load_mask_labels(job: JobOptions) -> MaskLabels | None:
         raise InputError(f"--mask-labels {redact_uri(job.mask_labels)}: {e}") from None
 
 
-def prepare_job(job: JobOptions, options: PipelineOptions) -> tuple[beam.Pipeline, int | None]:
-    """Check the inputs (InputError on misuse) and build the pipeline; returns it with the inputs' size."""
-    total_bytes = check_inputs(job)
+def prepare_job(job: JobOptions, beam_flags: list[str]) -> tuple[beam.Pipeline, InputSize]:
+    """Check the inputs (InputError on misuse) and build the pipeline with Beam's options from
+    ``beam_flags``; returns it with the inputs' size."""
+    size = check_inputs(job)
     check_baseline(job)
     mask_labels = load_mask_labels(job)
-    p = beam.Pipeline(options=options)
+    p = beam.Pipeline(options=beam_options(beam_flags, size.expanded, job.decode))
     build_pipeline(p, job, mask_labels, new_run_id())
-    return p, total_bytes
+    return p, size
 
 
-def run_job(job: JobOptions, options: PipelineOptions, show_progress: bool = False) -> dict[str, Any]:
+def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False) -> dict[str, Any]:
     """Run the pipeline to completion and return its summary (summary.json)."""
     started = time.monotonic()
-    p, total_bytes = prepare_job(job, options)
-    with Progress(total_bytes) if show_progress else contextlib.nullcontext():
+    p, size = prepare_job(job, beam_flags)
+    with Progress(size.stored) if show_progress else contextlib.nullcontext():
         result = p.run()
         result.wait_until_finish()
     summary = read_summary(job.output, job.storage_options)

@@ -133,3 +133,37 @@ def test_tables_command_prints_each_tables_glob(mixed_shards, tmp_path, capsys):
     assert set(globs) == {"frames", "sources", "masks", "rois", "issues"}
     assert query(f"SELECT count(*) FROM read_parquet('{globs['frames']}')") == [(11,)]
     assert main(["tables", str(tmp_path / "nothing")]) == 2
+
+
+def test_local_runner_mode_follows_input_size_unless_given():
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    from pipelines.options import IN_PROCESS_MAX_BYTES, IN_PROCESS_MAX_BYTES_DECODING, LOCAL_RUNNER, beam_options
+
+    def mode(flags, size, decode=False):
+        opts = beam_options(flags, size, decode)
+        direct = opts.view_as(DirectOptions)
+        return opts.view_as(StandardOptions).runner, direct.direct_running_mode, direct.direct_num_workers
+
+    assert mode([], 1000) == (LOCAL_RUNNER, "in_memory", 1)
+    assert mode([], IN_PROCESS_MAX_BYTES + 1) == (LOCAL_RUNNER, "multi_processing", 0)
+    assert mode([], None) == (LOCAL_RUNNER, "multi_processing", 0)  # size unknown: all cores
+    assert mode([], IN_PROCESS_MAX_BYTES_DECODING, decode=True)[1] == "in_memory"
+    assert mode([], IN_PROCESS_MAX_BYTES_DECODING + 1, decode=True)[1] == "multi_processing"
+    assert mode(["--direct_num_workers=3"], 1000)[2] == 3  # the user's choice wins
+    assert mode(["--direct_running_mode", "multi_threading"], 1000)[1] == "multi_threading"
+    assert mode(["--runner=DirectRunner"], 1000)[0] == "DirectRunner"
+
+
+def test_compressed_shards_count_at_their_expanded_size(tmp_path):
+    import gzip
+
+    from pipelines.options import JobOptions
+    from pipelines.runner import COMPRESSION_RATIO, check_inputs
+
+    (tmp_path / "a.jsonl").write_bytes(jsonl([frame(1)]))
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(jsonl([frame(2)])))
+    size = check_inputs(JobOptions("convert", (f"{tmp_path}/*",), str(tmp_path / "o")))
+    plain, packed = (tmp_path / "a.jsonl").stat().st_size, (tmp_path / "b.jsonl.gz").stat().st_size
+    assert size.stored == plain + packed
+    assert size.expanded == plain + COMPRESSION_RATIO * packed
