@@ -143,8 +143,8 @@ def beam_options(flags: list[str], input_bytes: int | None = None, decode: bool 
     if not any(_names(f, "--runner") for f in flags):
         chosen = any(_names(f, "--direct_running_mode") or _names(f, "--direct_num_workers") for f in flags)
         limit = IN_PROCESS_MAX_BYTES_DECODING if decode else IN_PROCESS_MAX_BYTES
-        mode = [] if chosen else IN_PROCESS if input_bytes is not None and input_bytes <= limit else ALL_CORES
-        flags = LOCAL_DEFAULTS + mode + flags
+        small = not chosen and input_bytes is not None and input_bytes <= limit
+        flags = LOCAL_DEFAULTS + (IN_PROCESS if small else ALL_CORES) + flags  # given flags come last and win
     return PipelineOptions(flags)
 
 

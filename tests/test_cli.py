@@ -150,7 +150,8 @@ def test_local_runner_mode_follows_input_size_unless_given():
     assert mode([], None) == (LOCAL_RUNNER, "multi_processing", 0)  # size unknown: all cores
     assert mode([], IN_PROCESS_MAX_BYTES_DECODING, decode=True)[1] == "in_memory"
     assert mode([], IN_PROCESS_MAX_BYTES_DECODING + 1, decode=True)[1] == "multi_processing"
-    assert mode(["--direct_num_workers=3"], 1000)[2] == 3  # the user's choice wins
+    assert mode(["--direct_num_workers=3"], 1000) == (LOCAL_RUNNER, "multi_processing", 3)  # the user's choice wins
+    assert mode(["--direct_num_workers=0"], 1000) == (LOCAL_RUNNER, "multi_processing", 0)
     assert mode(["--direct_running_mode", "multi_threading"], 1000)[1] == "multi_threading"
     assert mode(["--runner=DirectRunner"], 1000)[0] == "DirectRunner"
 
