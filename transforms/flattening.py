@@ -164,7 +164,7 @@ def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
     rois = [r for f in frames for r in f.doc.rois]
     joins = [x for j in joined for x in j.roi_joins]
     masks = [r.mask for r in rois]
-    roi_metas = meta_texts([r.meta for r in rois])
+    roi_metas = [text for f in frames for text in f.roi_metas]
     labels = [r.label if r.label is not None else r.labels for r in rois]
     labels_array = pa.array(labels, TABLES["rois"].field("labels").type)
     # The join keeps an ROI's own label list as its class unless the seed rule swapped them: reuse the column.

@@ -104,6 +104,7 @@ class Frame:
     doc: FrameDoc
     findings: list[Finding] = field(default_factory=list)
     extra: str | None = None  # top-level keys no column holds, as JSON object text (server fields, blobs)
+    roi_metas: list[str | None] = field(default_factory=list)  # each ROI's meta as JSON text (meta_texts)
 
 
 # Top-level keys with columns of their own; every other key is kept in frames.extra.
@@ -332,13 +333,17 @@ def validate_record(data: bytes, shard: str, line: int,
             data.decode("utf-8")  # msgspec does not check the UTF-8 inside raw (meta) values
     except (msgspec.MsgspecError, ValueError, RecursionError):  # invalid UTF-8 surfaces as UnicodeDecodeError
         doc = None
-    if doc is not None and _fast_path_complete(doc):
+    # ROI metas repeat a few short texts ('{"_type":"b2d"}'): their checks run once per distinct text.
+    roi_metas = meta_texts([r.meta for r in doc.rois]) if doc is not None else []
+    distinct_roi_metas = set(roi_metas)
+    if doc is not None and _fast_path_complete(doc, data, distinct_roi_metas):
         # The typed parts of a frame nest 5 levels at most (frame, sources, source, masks, mask): only its
         # free-form metas can go deeper, so a --max-json-depth of 5 or more is checked on them alone.
-        if _metas_too_deep(doc, max_json_depth):
+        if _metas_too_deep(doc, distinct_roi_metas, max_json_depth):
             return None, json_too_deep_finding(max_json_depth)
         frame = _frame(doc, shard, line, [])
         frame.extra = extra_from_raw(data)
+        frame.roi_metas = roi_metas
     else:
         value, finding = parse_record(data)
         if finding is None and type(value) is not dict:
@@ -350,6 +355,7 @@ def validate_record(data: bytes, shard: str, line: int,
             return None, finding
         frame = validate_frame(value, shard, line)
         frame.extra = extra_from_value(value)
+        frame.roi_metas = meta_texts([r.meta for r in frame.doc.rois])
     check_references(frame)
     return frame, None
 
@@ -386,24 +392,28 @@ def raw_nesting_exceeds(raw: bytes, limit: int) -> bool:
         return True  # valid JSON for msgspec, so only orjson's own depth limit (1024) refuses it
 
 
-def _metas_too_deep(doc: FrameDoc, limit: int) -> bool:
+def _metas_too_deep(doc: FrameDoc, roi_metas: set[str | None], limit: int) -> bool:
+    """Whether a meta nests deeper than ``limit``; ``roi_metas`` are the ROIs' distinct meta texts."""
     # Levels above each meta: frame (1) for its own; frame, sources list, source (3) for a source's or ROI's.
-    metas = [(doc.meta, 1), (doc.meta_blob, 1)] + [(s.meta, 3) for s in doc.sources] + [(r.meta, 3) for r in doc.rois]
+    metas = [(doc.meta, 1), (doc.meta_blob, 1)] + [(s.meta, 3) for s in doc.sources]
+    metas += [(text.encode(), 3) for text in roi_metas if text]
     # A meta shorter than its depth budget cannot hold that many brackets: most ROI metas are a few bytes.
     return any(len(meta) > limit - above and raw_nesting_exceeds(bytes(meta), limit - above) for meta, above in metas)
 
 
-def _fast_path_complete(doc: FrameDoc) -> bool:
-    """What msgspec's types do not say: metas are objects, 'labels' is not used, frame id not empty."""
+def _fast_path_complete(doc: FrameDoc, data: bytes, roi_metas: set[str | None]) -> bool:
+    """What msgspec's types do not say: metas are objects, 'labels' is not used, frame id not empty.
+
+    ``roi_metas``: the ROIs' distinct meta texts (msgspec's raw values start at the value, no blanks).
+    """
     if not (raw_is_object(doc.meta) and raw_is_object(doc.meta_blob)):
         return False
     for src in doc.sources:
         if src.meta and not raw_is_object(src.meta):
             return False
-    for roi in doc.rois:
-        if roi.labels is not None or (roi.meta and not raw_is_object(roi.meta)):
-            return False
-    return True
+    if b'"labels"' in data and any(roi.labels is not None for roi in doc.rois):
+        return False
+    return all(text is None or text[0] == "{" for text in roi_metas)
 
 
 def _frame(doc: FrameDoc, shard: str, line: int, findings: list[Finding]) -> Frame:
