@@ -20,7 +20,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.coders import ChunkCoder
 from transforms.findings import Finding
-from transforms.flattening import TableRows, without_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
+from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
@@ -42,7 +42,7 @@ class ValidatedChunk(NamedTuple):
 
 # --- plain functions, one chunk at a time --------------------------------------------------------------
 
-@without_gc
+@chunk_gc
 def validate_chunk(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> ValidatedChunk:
     """Parse and validate every record of a chunk; what is not a frame becomes an issues row."""
     shard = chunk.shard
@@ -71,7 +71,7 @@ class JoinOptions:
     max_masks_per_frame: int = 256
 
 
-@without_gc
+@chunk_gc
 def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     """Join and flatten a validated chunk.
 
