@@ -20,6 +20,8 @@ from collections.abc import Sequence
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_MISUSE = 0, 1, 2
 # glibc otherwise unmaps each decoded mask's big buffers and page-faults them back in for the next
 # mask (~2x its decode time, bench/run_bench.py). Local worker processes inherit the environment.
+# Only jobs that decode masks get them: without big buffers to keep they only fragment the heap (a
+# 200,000-frame convert peaked ~200 MiB higher with them, bench/memory_bench.py).
 MALLOC_THRESHOLDS = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "2147483648"}
 
 
@@ -92,8 +94,9 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
     if unknown:
         parser.error(f"unrecognized arguments (neither framebeam's nor Apache Beam's): {' '.join(unknown)}")
     job = job_options_from_args(args.command, args)
-    for name, value in MALLOC_THRESHOLDS.items():
-        os.environ.setdefault(name, value)  # a value the user set wins
+    if job.decode:
+        for name, value in MALLOC_THRESHOLDS.items():
+            os.environ.setdefault(name, value)  # a value the user set wins
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The local job service relays every worker's start-up chatter as warnings; real failures still raise.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
