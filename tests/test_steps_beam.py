@@ -56,3 +56,12 @@ def test_decoding_requests_are_keyed_by_object(tmp_path):
         joined = p | ReadFrames([a]) | Validate() | JoinMasks(JoinOptions(decode=True))
         keys = joined["mask_requests"] | "Keys" >> beam.Map(lambda req: req.read_uri)
         assert_that(keys, equal_to([str(tmp_path / "m.png")] * 3))
+
+
+def test_frame_id_batches_round_trip_any_id():
+    from transforms.steps import FrameIdBatch
+
+    entries = [("a", 1), ("", 2), ("ü\x00\n#", 3), ("x" * 1000, 2**40)]
+    batch = FrameIdBatch.pack("s3://b/part.jsonl", entries)
+    assert list(batch.entries()) == [(i, "s3://b/part.jsonl", line) for i, line in entries]
+    assert list(FrameIdBatch.pack("s", []).entries()) == []
