@@ -97,3 +97,7 @@ def test_class_labels_follow_the_join_when_the_seed_rule_swaps_them():
     assert rois.column("class_labels").to_pylist() == [["car"], ["sky"]]
     assert rois.column("join_rule").to_pylist() == ["seed_example", None]
     assert chunk_tables(joined_frames())["rois"].column("class_labels").to_pylist() == [["car"], ["sky"], ["x"], ["only"]]
+
+
+def test_taking_a_table_the_buffer_never_saw_gives_an_empty_table():
+    assert TableBuffer(10).take("frames").equals(TABLES["frames"].empty_table())

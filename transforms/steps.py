@@ -68,8 +68,10 @@ def frame_id_bucket(frame_id: str) -> int:
 class FrameIdBatch(NamedTuple):
     """The frame ids (with lines) of one chunk that fall in one bucket, packed into a few bytes objects.
 
-    The local runner holds every batch in memory until the grouping step: as tuples of strings they
-    cost ~0.9 KB a frame in the runner's process (170 MiB at 200,000 frames, bench/memory_bench.py).
+    The local runner holds every batch in its own process until the grouping step. As lists of
+    (id, shard, line) tuples they raised its peak by 170 MiB at 200,000 frames; packed, by 126 MiB,
+    most of which was heap fragmentation from malloc settings now kept for decoding jobs
+    (bench/memory_bench.py, docs/PERFORMANCE.md).
     """
 
     shard: str

@@ -116,7 +116,9 @@ class TableBuffer:
         if rows:
             pieces.append(rows_to_table(table, rows))
         self.total -= self.counts.pop(table, 0)
-        return pa.concat_tables(pieces) if len(pieces) != 1 else pieces[0]
+        if len(pieces) == 1:
+            return pieces[0]
+        return pa.concat_tables(pieces) if pieces else TABLES[table].empty_table()
 
 
 def write_rows(table: str, rows: Sequence | pa.Table, directory: str, storage_options: dict[str, Any] | None = None) -> WrittenFile:
