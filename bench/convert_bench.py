@@ -9,8 +9,9 @@ rates and the ratio convert/parse. Goal (issue 2): >= 0.7 on 2 cores.
 
 Then the floors under that ratio, each on one core and against the same parse loop: Beam's fixed cost
 (a 1-frame convert, with worker processes and in-process); framebeam's own per-frame work without Beam
-(the chunk functions: validation, join, Arrow columns, Parquet); and how fast C++ JSON readers
-(pyarrow.json; DuckDB's read_json when installed: the test extra) turn the same lines into columns.
+(the chunk functions: validation, join, Arrow columns, Parquet); how fast C++ JSON readers
+(pyarrow.json; DuckDB's read_json when installed: the test extra) turn the same lines into columns;
+and what DuckDB takes to write the main tables from them without validating anything.
 """
 from __future__ import annotations
 
@@ -152,8 +153,10 @@ def arrow_reader(directory: Path) -> float:
     return time.perf_counter() - start
 
 
-def duckdb_reader(directory: Path) -> float | None:
-    """DuckDB's C++ JSON reader, one thread, every line into typed columns (metas kept as JSON text)."""
+def duckdb_floors(directory: Path, output: Path) -> tuple[float, float] | None:
+    """DuckDB, one thread: (a) its C++ JSON reader turning every line into typed columns (metas kept as
+    JSON text), then (b) from those columns, frames, sources and rois tables written as Parquet, with
+    no validation and no join at all: what a columnar convert costs before it checks anything."""
     try:
         import duckdb
     except ImportError:
@@ -165,30 +168,45 @@ def duckdb_reader(directory: Path) -> float | None:
         "rois": "STRUCT(label VARCHAR[], sources VARCHAR[], confidence DOUBLE, poly DOUBLE[], meta JSON, "
                 "mask STRUCT(id VARCHAR, value BIGINT[]))[]",
     }
+    output.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     con.execute("SET threads = 1")
+    con.execute("SET preserve_insertion_order = false")
     start = time.perf_counter()
-    con.sql(f"SELECT * FROM read_json('{directory}/*.jsonl', format='newline_delimited', columns={columns!r})").to_arrow_table()
-    return time.perf_counter() - start
+    con.execute(f"CREATE TEMP TABLE f AS SELECT * FROM read_json('{directory}/*.jsonl', format='newline_delimited', "
+                f"columns={columns!r}, filename=true)")
+    read = time.perf_counter() - start
+    parquet = "(FORMAT parquet, COMPRESSION zstd)"
+    con.execute(f"COPY (SELECT id AS frame_id, filename AS shard, context_id, timestamp, len(sources) AS n_sources, "
+                f"len(rois) AS n_rois, meta::VARCHAR AS meta FROM f) TO '{output}/frames.parquet' {parquet}")
+    con.execute(f"COPY (SELECT id AS frame_id, filename AS shard, generate_subscripts(sources, 1) - 1 AS source_index, "
+                f"unnest(sources, recursive := true) FROM f) TO '{output}/sources.parquet' {parquet}")
+    con.execute(f"COPY (SELECT frame_id, shard, roi_index, r.label AS labels, r.sources AS source_ids, r.confidence, r.poly, "
+                f"r.mask.id AS mask_id, r.mask.value AS mask_rgb, r.meta::VARCHAR AS meta FROM (SELECT id AS frame_id, "
+                f"filename AS shard, generate_subscripts(rois, 1) - 1 AS roi_index, unnest(rois) AS r FROM f)) "
+                f"TO '{output}/rois.parquet' {parquet}")
+    return read, time.perf_counter() - start
 
 
 def print_floors(data: Path, one: Path, out: Path, frames: int, t_parse: float) -> None:
     """What bounds the ratio from below, each measured in this run."""
     per_parse = t_parse / frames
     budget = 2 * t_parse / 0.7 / frames  # CPU time per frame the goal leaves on 2 cores with no fixed cost at all
+
+    def line(label: str, seconds_per_frame: float) -> None:
+        print(f"  {label:<46}: {seconds_per_frame * 1e6:6.1f} us/frame  {seconds_per_frame / per_parse:5.2f}x parse")
+
     in_process = convert(one, out, 1, "--direct_running_mode=in_memory")
     print(f"floors (one core each; parse loop = {per_parse * 1e6:.1f} us/frame; the goal leaves {budget * 1e6:.1f} us of CPU "
           f"per frame on 2 cores, and {t_parse / 0.7:.2f} s in all):")
-    print(f"  Beam fixed cost, in-process 1-frame convert : {in_process:6.2f} s")
-    t = parse_with_msgspec(data)
-    print(f"  msgspec typed decode (validation fast path) : {t / frames * 1e6:6.1f} us/frame  {t / t_parse:5.2f}x parse")
-    per = chunk_functions(data, min(frames, 10_000))
-    print(f"  framebeam chunk functions, no Beam          : {per * 1e6:6.1f} us/frame  {per / per_parse:5.2f}x parse")
-    t = arrow_reader(data)
-    print(f"  pyarrow.json reader -> columns (C++)        : {t / frames * 1e6:6.1f} us/frame  {t / t_parse:5.2f}x parse")
-    t = duckdb_reader(data)
-    if t is not None:
-        print(f"  DuckDB read_json -> columns (C++)           : {t / frames * 1e6:6.1f} us/frame  {t / t_parse:5.2f}x parse")
+    print(f"  {'Beam fixed cost, in-process 1-frame convert':<46}: {in_process:6.2f} s")
+    line("msgspec typed decode (validation fast path)", parse_with_msgspec(data) / frames)
+    line("framebeam chunk functions, no Beam", chunk_functions(data, min(frames, 10_000)))
+    line("pyarrow.json reader -> columns (C++)", arrow_reader(data) / frames)
+    duck = duckdb_floors(data, out.with_name("out-duckdb"))
+    if duck is not None:
+        line("DuckDB read_json -> columns (C++)", duck[0] / frames)
+        line("DuckDB read + 3 tables to Parquet, no checks", duck[1] / frames)
 
 
 def main() -> None:
