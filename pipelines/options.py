@@ -19,10 +19,12 @@ ALL_CORES = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # Starting Beam's worker processes costs ~2.5 s (a 1-frame convert: 4.6 s with them, 2.2 s without), so
 # small jobs finish sooner in one process: measured, 24 MB of frames converted in 3.3 s in-process and
-# 5.4 s on all cores (break-even near 100 MB), the sample `run` in 2.8 s against 5.4 s. Mask decoding
-# costs milliseconds per mask whatever the frames weigh, so decoding jobs stay in-process only when tiny.
+# 5.4 s on all cores (break-even near 100 MB), the sample `run` (37 KB) in 2.8 s against 5.4 s. Decoding
+# costs ~20 ms (1080p) to ~100 ms (4K) per mask whatever the frames weigh: a second core wins back the
+# ~2.5 s from ~250 (1080p) or ~50 (4K) masks, i.e. ~50-250 KB of frames, so decoding jobs stay in one
+# process only up to 64 KB.
 IN_PROCESS_MAX_BYTES = 32 * 1024 * 1024
-IN_PROCESS_MAX_BYTES_DECODING = 256 * 1024
+IN_PROCESS_MAX_BYTES_DECODING = 64 * 1024
 
 COMMANDS = ("convert", "validate", "run")
 
