@@ -356,6 +356,9 @@ BAD_RECORDS: list[BadRecord] = [
                 forbid_codes=frozenset({"roi_mask_unjoined", "wrong_type"})),
     _frame_with("roi_labels_instead_of_label", _edited(_labels_key), "roi_labels_key", "/rois/0/labels",
                 forbid_codes=frozenset({"missing_key", "roi_mask_unjoined"})),
+    # JSON lets a key be escaped: a byte search for '"labels"' would not see this one.
+    _frame_with("roi_labels_key_escaped", _edited(_labels_key).replace(b'"labels"', b'"label\\u0073"'), "roi_labels_key",
+                "/rois/0/labels", forbid_codes=frozenset({"missing_key", "roi_mask_unjoined"})),
     _frame_with("seed_example_1_verbatim", _dumps(SEED_EXAMPLE_1), "seed_join_rule", "/rois/0",
                 forbid_codes=frozenset({"roi_mask_unjoined", "missing_key", "wrong_type"})),
 ]

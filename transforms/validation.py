@@ -336,7 +336,7 @@ def validate_record(data: bytes, shard: str, line: int,
     # ROI metas repeat a few short texts ('{"_type":"b2d"}'): their checks run once per distinct text.
     roi_metas = meta_texts([r.meta for r in doc.rois]) if doc is not None else []
     distinct_roi_metas = set(roi_metas)
-    if doc is not None and _fast_path_complete(doc, data, distinct_roi_metas):
+    if doc is not None and _fast_path_complete(doc, distinct_roi_metas):
         # The typed parts of a frame nest 5 levels at most (frame, sources, source, masks, mask): only its
         # free-form metas can go deeper, so a --max-json-depth of 5 or more is checked on them alone.
         if _metas_too_deep(doc, distinct_roi_metas, max_json_depth):
@@ -401,7 +401,7 @@ def _metas_too_deep(doc: FrameDoc, roi_metas: set[str | None], limit: int) -> bo
     return any(len(meta) > limit - above and raw_nesting_exceeds(bytes(meta), limit - above) for meta, above in metas)
 
 
-def _fast_path_complete(doc: FrameDoc, data: bytes, roi_metas: set[str | None]) -> bool:
+def _fast_path_complete(doc: FrameDoc, roi_metas: set[str | None]) -> bool:
     """What msgspec's types do not say: metas are objects, 'labels' is not used, frame id not empty.
 
     ``roi_metas``: the ROIs' distinct meta texts (msgspec's raw values start at the value, no blanks).
@@ -411,7 +411,7 @@ def _fast_path_complete(doc: FrameDoc, data: bytes, roi_metas: set[str | None]) 
     for src in doc.sources:
         if src.meta and not raw_is_object(src.meta):
             return False
-    if b'"labels"' in data and any(roi.labels is not None for roi in doc.rois):
+    if any(roi.labels is not None for roi in doc.rois):  # not a bytes search: JSON keys may be escaped
         return False
     return all(text is None or text[0] == "{" for text in roi_metas)
 
