@@ -101,3 +101,12 @@ def test_class_labels_follow_the_join_when_the_seed_rule_swaps_them():
 
 def test_taking_a_table_the_buffer_never_saw_gives_an_empty_table():
     assert TableBuffer(10).take("frames").equals(TABLES["frames"].empty_table())
+
+
+def test_roi_type_reads_an_escaped_key():
+    from transforms.flattening import roi_type
+
+    assert roi_type('{"_typ\\u0065":"mask"}') == "mask"
+    assert roi_type('{"_type":"b2d"}') == "b2d"
+    assert roi_type('{"kind":"x\\n"}') is None
+    assert roi_type(None) is None

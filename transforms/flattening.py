@@ -56,7 +56,7 @@ class TableRows(NamedTuple):
 
 def roi_type(meta: str | None) -> str | None:
     """meta._type, as the SDK writes it (mask, b2d, p2d, ...)."""
-    if not meta or '"_type"' not in meta:
+    if not meta or ('"_type"' not in meta and "\\" not in meta):  # a key may be written escaped
         return None
     # ROI metas repeat a handful of short texts ('{"_type":"b2d"}'): parse each distinct one once.
     return _cached_roi_type(meta) if len(meta) <= 256 else _parse_roi_type(meta)
