@@ -98,9 +98,11 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False)
 
 def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
     f = summary["findings"]
+    elapsed = summary.get("elapsed_s") or 0
+    rate = f" ({summary['frames'] / elapsed:,.0f} frames/s)" if elapsed and summary["frames"] else ""
     lines = [
         f"framebeam {job.command}: {summary['frames']:,} frames ({summary['valid_frames']:,} valid), "
-        f"{f['error']:,} errors, {f['warning']:,} warnings in {summary.get('elapsed_s', 0):.1f} s",
+        f"{f['error']:,} errors, {f['warning']:,} warnings in {elapsed:.1f} s{rate}",
     ]
     by_code = sorted(summary["findings_by_code"].items(), key=lambda kv: (-kv[1]["count"], kv[0]))
     if by_code:
@@ -113,7 +115,6 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
         lines.append("  top labels: " + ", ".join(f"{'/'.join(x['labels']) or '(none)'} {x['frames']:,}" for x in labels[:8]))
     masks = summary.get("masks", {})
     if masks.get("decoded"):
-        elapsed = summary.get("elapsed_s") or 0
         rate = f", {masks['decoded'] / elapsed:,.1f} masks/s" if elapsed else ""
         lines.append(f"  masks: {masks['decoded']:,} decoded of {masks['referenced']:,} referenced{rate}")
     drift = summary.get("drift")

@@ -168,3 +168,11 @@ def test_compressed_shards_count_at_their_expanded_size(tmp_path):
     plain, packed = (tmp_path / "a.jsonl").stat().st_size, (tmp_path / "b.jsonl.gz").stat().st_size
     assert size.stored == plain + packed
     assert size.expanded == plain + COMPRESSION_RATIO * packed
+
+
+def test_summary_says_how_fast_the_run_went(tmp_path, capsys):
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(jsonl([frame(i) for i in range(3)]))
+    assert run_cli("convert", "--input", str(good), "--output", str(tmp_path / "o")) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("framebeam convert: 3 frames (3 valid)") and first.endswith(" frames/s)"), first
