@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from transforms.decoding import DecodedMask, MaskDecodeError, decode_mask_bytes, read_image_size
+from transforms.decoding import DecodedMask, MaskDecodeError, decode_mask_bytes
 
 RNG = np.random.default_rng(1234)
 
@@ -292,7 +292,6 @@ def test_huge_png_is_refused_from_its_header_before_decoding():
     error = assert_refused(data, "mask_too_large")
     assert time.perf_counter() - started < 0.05
     assert "1,600,000,000" in error.message and "--max-mask-pixels" in error.message
-    assert read_image_size(data) == (40_000, 40_000)
 
 
 def test_max_pixels_is_inclusive(good_png):
@@ -306,13 +305,6 @@ def test_jpeg_size_limit_applies_before_decoding():
 
 
 # ---------------------------------------------------------------- header and error type
-
-
-def test_read_image_size(good_png):
-    assert read_image_size(good_png) == (40, 40)
-    assert read_image_size(encode(Image.fromarray(random_rgb(20, 30)), "JPEG")) == (30, 20)
-    assert read_image_size(b"garbage") is None
-    assert read_image_size(b"") is None
 
 
 def test_mask_decode_error_survives_pickling_and_rejects_unknown_codes():

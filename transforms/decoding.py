@@ -85,22 +85,6 @@ class _PngHeader:
         return _PNG_COLOUR_TYPES[self.colour_type][0]
 
 
-def read_image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the header alone, or None when the bytes are no image we decode."""
-    if data[:8] == PNG_SIGNATURE:
-        if len(data) < 8 + 8 + 13 or data[12:16] != b"IHDR":
-            return None
-        width, height = _IHDR.unpack_from(data, 16)[:2]
-        return width, height
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as image:
-                return image.size
-    except Exception:  # any failure to parse a header just means "size unknown"
-        return None
-
-
 # Decode + statistics + crops of a 1080p mask cost ~33 ns per pixel on this machine under load
 # (bench/decode_bench.py); 50 ns is the pessimistic rate used to refuse a mask before decoding it.
 WORST_SECONDS_PER_PIXEL = 50e-9

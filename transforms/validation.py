@@ -21,9 +21,6 @@ from transforms.findings import Finding
 from transforms.reading import RAW_TEXT_LIMIT
 from transforms.uris import redact_text
 
-POLY_SEPARATOR = -999999999  # seen in ClearML's examples between polygon parts
-
-
 # The normalised frame: msgspec Structs named after the JSON keys. Well-formed records decode straight
 # into them in C (the fast path); the rest are checked key by key in Python and built into the same
 # types with unusable values set to None (the slow path). Meta objects stay raw JSON text.
