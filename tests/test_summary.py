@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from transforms.summary import LabelSummaryFn, label_summary_rows, summarise, summary_findings
+from transforms.summary import LabelSummaryFn, ValueCounts, label_summary_rows, summarise, summary_findings
 
 KEY = (("car",), (1, 2, 3))
 
@@ -15,7 +18,8 @@ def events(n: int, seed: int = 3) -> list[tuple]:
     out = [(KEY, ("frame",)) for _ in range(n)]
     for _ in range(n):
         fraction = rng.random()
-        out.append((KEY, ("mask", fraction, int(fraction * 1000), (0, 0, 10, 5) if fraction else None)))
+        shapes = (rng.choice([1, 1, 2, 3, 7, 40]), rng.choice([0, 0, 0, 1, 5])) if fraction else (None, None)
+        out.append((KEY, ("mask", fraction, int(fraction * 1000), (0, 0, 10, 5) if fraction else None, *shapes)))
     return out
 
 
@@ -33,11 +37,37 @@ def test_merged_accumulators_equal_one_pass_whatever_the_order():
 
 
 def test_rows_and_quantiles():
-    ((labels, rgb, frames, masks, present, pixels, mean, lo, hi, p50, p95, bw, bh),) = label_summary_rows(summarise(events(1000)))
+    ((labels, rgb, frames, masks, present, pixels, mean, lo, hi, p50, p95, bw, bh, *_),) = label_summary_rows(summarise(events(1000)))
     assert (labels, rgb, frames, masks) == (["car"], [1, 2, 3], 1000, 1000)
     assert lo <= p50 <= p95 <= hi
     assert p50 == pytest.approx(0.5, abs=0.05) and p95 == pytest.approx(0.95, abs=0.03)
     assert (bw, bh) == (10, 5)
+
+
+def test_components_and_holes_mean_and_exact_p95():
+    evs = events(777, seed=11)
+    ((*_, c_mean, c_p95, h_mean, h_p95),) = label_summary_rows(summarise(evs))
+    components = [e[4] for _, e in evs if e[0] == "mask" and e[4] is not None]
+    holes = [e[5] for _, e in evs if e[0] == "mask" and e[5] is not None]
+    assert c_mean == pytest.approx(np.mean(components)) and h_mean == pytest.approx(np.mean(holes))
+    assert c_p95 == int(np.quantile(components, 0.95, method="inverted_cdf"))
+    assert h_p95 == int(np.quantile(holes, 0.95, method="inverted_cdf"))
+
+
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=300), st.integers(1, 99))
+def test_value_counts_quantile_is_numpys_inverted_cdf(values, percent):
+    counts = ValueCounts()
+    half = ValueCounts()
+    for i, v in enumerate(values):
+        (counts if i % 2 else half).add(v)
+    counts.merge(half)
+    assert counts.quantile(percent) == int(np.quantile(values, percent / 100, method="inverted_cdf"))
+
+
+def test_unmeasured_shapes_give_nulls():
+    evs = [(KEY, ("frame",)), (KEY, ("mask", 0.5, 10, (0, 0, 2, 5), None, None)), (KEY, ("mask", 0.5, 10, (0, 0, 2, 5)))]
+    ((*_, c_mean, c_p95, h_mean, h_p95),) = label_summary_rows(summarise(evs))
+    assert (c_mean, c_p95, h_mean, h_p95) == (None, None, None, None)
 
 
 def test_dataset_level_findings():

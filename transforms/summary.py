@@ -1,8 +1,10 @@
 """Dataset-level label statistics (``label_summary``) and the checks Datumaro runs on one machine,
 here as a Beam combiner: per (labels, colour) an accumulator small enough to merge anywhere.
 
-Quantiles come from a fixed 1,000-bin histogram of pixel fractions (error below 0.001), so the
-accumulator has a bounded size however many masks a label has.
+Quantiles of pixel fractions come from a fixed 1,000-bin histogram (error below 0.001), so that part
+of the accumulator has a bounded size however many masks a label has. Components and holes are small
+integers: their quantiles are exact, from a count per distinct value (``ValueCounts``): distinct values
+d need a sum of at least d(d-1)/2, so d stays below sqrt(2 x total) + 1 (~4,500 for 10 million).
 """
 from __future__ import annotations
 
@@ -23,9 +25,45 @@ IMBALANCE_RATIO = 50  # as Datumaro's segmentation validator
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
 
 
+class ValueCounts:
+    """Exact, mergeable distribution of non-negative integers: count per distinct value."""
+
+    __slots__ = ("counts", "total", "n")
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+        self.total = 0  # sum of the values
+        self.n = 0      # how many values
+
+    def add(self, value: int) -> None:
+        self.counts[value] = self.counts.get(value, 0) + 1
+        self.total += value
+        self.n += 1
+
+    def merge(self, other: "ValueCounts") -> None:
+        for value, count in other.counts.items():
+            self.counts[value] = self.counts.get(value, 0) + count
+        self.total += other.total
+        self.n += other.n
+
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    def quantile(self, percent: int) -> int | None:
+        """The smallest value v with count(<= v) >= percent% of n (numpy's method='inverted_cdf')."""
+        if not self.n:
+            return None
+        seen = 0
+        for value in sorted(self.counts):
+            seen += self.counts[value]
+            if seen * 100 >= percent * self.n:  # integers: exact
+                return value
+        raise AssertionError("counts do not add up to n")
+
+
 class LabelAccumulator:
     __slots__ = ("frames", "masks", "present", "pixels", "fraction_sum", "fraction_min", "fraction_max",
-                 "hist", "bbox_w", "bbox_h")
+                 "hist", "bbox_w", "bbox_h", "components", "holes")
 
     def __init__(self):
         self.frames = self.masks = self.present = self.pixels = 0
@@ -34,13 +72,19 @@ class LabelAccumulator:
         self.fraction_max = float("-inf")
         self.hist = np.zeros(BINS + 1, dtype=np.int64)
         self.bbox_w = self.bbox_h = 0
+        self.components = ValueCounts()  # over masks where present and measured
+        self.holes = ValueCounts()
 
     def add(self, event: tuple) -> None:
-        """('frame',) once per frame; ('mask', fraction, pixels, (x0, y0, x1, y1)) once per decoded mask."""
+        """('frame',) once per frame; ('mask', fraction, pixels, (x0, y0, x1, y1)[, components, holes])
+        once per decoded mask (components and holes None when not measured)."""
         if event[0] == "frame":
             self.frames += 1
             return
-        _, fraction, pixels, bbox = event
+        fraction, pixels, bbox = event[1:4]
+        if len(event) > 4 and event[4] is not None:
+            self.components.add(event[4])
+            self.holes.add(event[5])
         self.masks += 1
         self.pixels += pixels
         self.fraction_sum += round(fraction * FRACTION_SCALE)
@@ -64,6 +108,8 @@ class LabelAccumulator:
         self.hist += other.hist
         self.bbox_w += other.bbox_w
         self.bbox_h += other.bbox_h
+        self.components.merge(other.components)
+        self.holes.merge(other.holes)
 
     def quantile(self, q: float) -> float | None:
         if not self.masks:
@@ -110,6 +156,7 @@ def label_summary_rows(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> li
             a.fraction_min if a.masks else None, a.fraction_max if a.masks else None,
             a.quantile(0.5), a.quantile(0.95),
             a.bbox_w / a.present if a.present else None, a.bbox_h / a.present if a.present else None,
+            a.components.mean(), a.components.quantile(95), a.holes.mean(), a.holes.quantile(95),
         ))
     return rows
 
