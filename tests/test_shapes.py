@@ -150,7 +150,7 @@ def reference_inside(height: int, width: int, polys: list[list[float]]) -> np.nd
         for points in parse_poly(poly):
             for (x1, y1), (x2, y2) in zip(points, np.roll(points, -1, axis=0)):
                 crosses = (y1 > yc) != (y2 > yc)
-                with np.errstate(divide="ignore", invalid="ignore"):
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                     x_at = x1 + (yc - y1) * (x2 - x1) / (y2 - y1)
                 inside ^= crosses & (xc < x_at)
         union |= inside

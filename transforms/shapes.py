@@ -210,7 +210,7 @@ def _components(row_start, x0, x1, lab, n, min_pixels):
     return components, largest, smallest, specks, speck_pixels, speck_bbox
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _quad(acc, a, b, c, d, n):
     """Add the 2x2 window (a b / c d)'s bit-quad term Q1 - Q3 - 2 QD for each label in it."""
     for slot in range(4):
@@ -314,11 +314,11 @@ def _inside_pixels(row_start, x0, x1, lab, label, ex0, ey0, ex1, ey1, poly_of_ed
                     k += 1
             if k < 2:
                 continue
-            crossings = np.sort(xs[:k])
+            _insertion_sort(xs, k)  # a row crosses few edges; numba's np.sort costs seconds to compile
             for q in range(0, k - 1, 2):
                 # centre x + 0.5 in [left, right): pixels first..last-1, found exactly in floating point
-                first = _first_pixel_at_or_after(crossings[q])
-                last = _first_pixel_at_or_after(crossings[q + 1])
+                first = _first_pixel_at_or_after(xs[q])
+                last = _first_pixel_at_or_after(xs[q + 1])
                 first = max(first, 0)
                 last = min(last, width)
                 if first < last:
@@ -327,15 +327,15 @@ def _inside_pixels(row_start, x0, x1, lab, label, ex0, ey0, ex1, ey1, poly_of_ed
                     n_spans += 1
         if n_spans == 0:
             continue
-        order = np.argsort(span_a[:n_spans])
+        _insertion_sort_pairs(span_a, span_b, n_spans)
         start = row_start[y]
         end = row_start[y + 1]
         cur_a = -1
         cur_b = -1
         for q in range(n_spans + 1):
             if q < n_spans:
-                a = span_a[order[q]]
-                b = span_b[order[q]]
+                a = span_a[q]
+                b = span_b[q]
                 if a <= cur_b:  # overlapping spans of different polys: one union span
                     cur_b = max(cur_b, b)
                     continue
@@ -345,6 +345,31 @@ def _inside_pixels(row_start, x0, x1, lab, label, ex0, ey0, ex1, ey1, poly_of_ed
                 cur_a = a
                 cur_b = b
     return inside
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort(a, k):
+    for i in range(1, k):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@njit(cache=True, nogil=True)
+def _insertion_sort_pairs(keys, values, k):
+    for i in range(1, k):
+        key = keys[i]
+        value = values[i]
+        j = i - 1
+        while j >= 0 and keys[j] > key:
+            keys[j + 1] = keys[j]
+            values[j + 1] = values[j]
+            j -= 1
+        keys[j + 1] = key
+        values[j + 1] = value
 
 
 @njit(cache=True, nogil=True)
