@@ -33,7 +33,7 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         from transforms.masks import LABEL_ITEMS, DecodeMasks, DecodeOptions
         from transforms.summary import CompareLabels
 
-        decoded = dict(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job)))
+        decoded = dict(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels))
         compared = decoded.pop(LABEL_ITEMS) | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
         branches.update(decoded)
         branches[SUMMARY_EXTRAS] = compared["extras"]
