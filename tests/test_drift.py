@@ -41,7 +41,7 @@ def drift_codes(monkeypatch: pytest.MonkeyPatch) -> None:
 def summary_row(labels: list[str], rgb: tuple[int, int, int], frames: int, declared: int | None = None) -> tuple:
     """A label_summary row; only labels, rgb and frames_present matter for drift, the rest is plausible filler."""
     declared = frames if declared is None else declared
-    return (labels, list(rgb), frames, frames, declared, declared, frames * 100, 0.1, 0.0, 0.2, 0.1, 0.2, 10.0, 10.0)
+    return (labels, list(rgb), frames, frames, declared, declared, frames * 100, 0.1, 0.0, 0.2, 0.1, 0.2, 10.0, 10.0, 1.0, 1, 0.0, 0)
 
 
 def write_output(directory: Path, tables: dict[str, list[tuple]], listed: list[str] | None = None) -> str:
@@ -146,7 +146,7 @@ def test_an_output_from_before_presence_columns_still_reads(tmp_path: Path) -> N
 
 def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int]) -> tuple:
     return (f"{shard}#{line}", shard, line, "front", "00", None, labels, list(rgb), 10, 0.1,
-            0, 0, 5, 2, 2.0, 1.0, 0, 10, 10)
+            0, 0, 5, 2, 2.0, 1.0, 0, 10, 10, 1, 0, 10, 10, None)
 
 
 def test_output_without_label_summary_uses_label_stats(tmp_path: Path) -> None:
