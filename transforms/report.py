@@ -9,6 +9,7 @@ shard names and messages are user data and may be ``<script>``.
 from __future__ import annotations
 
 import base64
+import math
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -116,7 +117,9 @@ def _labels_section(labels: list[LabelRow] | None, sample: SampledTable | None, 
     never = [r for r in labels if not r.masks_present]
     top = decoded or max((r.masks_present for r in present), default=1)
     boxes, sampled = _where_present(present, sample)
-    axis_max = nice_ceiling(max((b.high for b in boxes.values()), default=0.01))
+    highest = max((b.high for b in boxes.values()), default=0.01) or 0.01
+    step = nice_ceiling(highest / 4)
+    axis_max = min(1.0, math.ceil(highest / step - 1e-9) * step)  # ends on a tick
     presence_axis = svg_axis([(v / top, f"{v:,.0f}") for v in axis_ticks(top, whole=True)])
     fraction_ticks = axis_ticks(axis_max)
     digits = 0 if len(fraction_ticks) < 2 or fraction_ticks[1] >= 0.01 else 1 if fraction_ticks[1] >= 0.001 else 2
