@@ -273,6 +273,23 @@ def test_cost_does_not_grow_with_the_table_a_thousand_colours_met():
     assert_matches_reference(analyse_mask(packed, colours, 9, rle=True), packed, colours, 9)
 
 
+@pytest.mark.parametrize("tolerance", [0, 4])
+def test_a_run_across_a_row_end_keeps_its_count_when_the_table_grows(tolerance):
+    """Each row brings new colours (the table rehashes between rows) and starts with the colour the
+    row above ended with (the last-colour cache carries over): counts stay with the right colour."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for y in range(40):
+        row = rng.integers(0, 1 << 24, 50, dtype=np.uint32)
+        row[0] = row[-1] = pack_rgb((10, 10, 12))
+        rows.append(row)
+    packed = np.array(rows)
+    colours = [(10, 10, 10), (200, 0, 0)]
+    analysis = analyse_mask(packed, colours, tolerance, rle=True)
+    assert_matches_reference(analysis, packed, colours, tolerance)
+    assert analysis.stats.colours[0].tolerance_pixels == (80 if tolerance else 0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("colour_type", [2, 3])
 def test_large_mask_equals_the_reference(colour_type):

@@ -179,10 +179,14 @@ def _grow(keys, labels, counts):
 
 
 @njit(cache=True, nogil=True)
-def _room_for_row(keys, labels, counts, used, width):
+def _room_for_row(keys, labels, counts, state, width):
     """A table that stays at most half full even if the next row brings width new colours."""
-    while 2 * (used + width) > keys.shape[0]:
+    if 2 * (state[3] + width) <= keys.shape[0]:
+        return keys, labels, counts
+    while 2 * (state[3] + width) > keys.shape[0]:
         keys, labels, counts = _grow(keys, labels, counts)
+    if state[0] >= 0:  # the last colour's slot moved with the rehash
+        state[2] = _slot(keys, state[0])
     return keys, labels, counts
 
 
@@ -292,7 +296,7 @@ def packed_pass(packed, lab, keys, labels, counts, declared_rgb, tolerance, unde
     state[2] = 0
     state[3] = used
     for y in range(height):
-        keys, labels, counts = _room_for_row(keys, labels, counts, state[3], width)
+        keys, labels, counts = _room_for_row(keys, labels, counts, state, width)
         _classify_row(packed[y], width, y, lab[y], state, keys, labels, counts, declared_rgb, tolerance, undeclared, acc)
     return OK, keys, labels, counts
 
@@ -409,7 +413,7 @@ def png_pass(buf, height, width, layout, bit_depth, lut, defiltered,
             for x in range(width):
                 if codes[x] == 0xFFFFFFFF:
                     return BAD_PALETTE_INDEX, keys, labels, counts
-        keys, labels, counts = _room_for_row(keys, labels, counts, state[3], width)
+        keys, labels, counts = _room_for_row(keys, labels, counts, state, width)
         _classify_row(codes, width, y, lab[y], state, keys, labels, counts, declared_rgb, tolerance, undeclared, acc)
     return OK, keys, labels, counts
 
