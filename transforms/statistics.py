@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from transforms import kernel
-
 if TYPE_CHECKING:
+    from transforms import kernel
     from transforms.decoding import MaskPixels
 
 RGB = tuple[int, int, int]
@@ -95,6 +94,8 @@ def analyse_mask(
     mask: a packed (h, w) uint32 array, or a decoding.MaskPixels (then a PNG whose pixel data turns out
     damaged raises decoding.MaskDecodeError, as decoding it would have).
     """
+    from transforms import kernel  # here, not at the top: importing numba costs ~0.7 s, and convert never decodes
+
     codes = _colour_codes(colours)
     tolerance = _check_tolerance(tolerance)
     declared_rgb = np.array([unpack_rgb(code) for code in codes], dtype=np.int64).reshape(-1, 3)
@@ -127,7 +128,9 @@ def analyse_mask_bytes(
     return pixels, analyse_mask(pixels, colours, tolerance, rle=rle, png=png)
 
 
-def _analysis(result: kernel.LabelPass, colours: Sequence[RGB], codes: list[int], rle: bool, png: bool) -> MaskAnalysis:
+def _analysis(result: "kernel.LabelPass", colours: Sequence[RGB], codes: list[int], rle: bool, png: bool) -> MaskAnalysis:
+    from transforms import kernel
+
     n = len(codes)
     acc = result.acc
     keys, table_labels, counts = result.keys, result.table_labels, result.counts
