@@ -8,8 +8,8 @@ import apache_beam as beam
 from pipelines.options import JobOptions
 from transforms.joining import MaskLabels
 from transforms.reading import ReadLimits
-from transforms.schema import CORE_TABLES, DECODE_TABLES
-from transforms.steps import SUMMARY_EXTRAS, JoinMasks, JoinOptions, ReadFrames, Validate, WriteTables
+from transforms.schema import CORE_TABLES, DECODE_TABLES, HISTORY_TABLES, SLICE_TABLES
+from transforms.steps import HISTORY_ROWS, SUMMARY_EXTRAS, JoinMasks, JoinOptions, ReadFrames, Validate, WriteTables
 from transforms.writing import RunInfo, now_iso
 
 
@@ -25,20 +25,25 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         p
         | "ReadFrames" >> ReadFrames(job.inputs, limits, so)
         | "Validate" >> Validate(job.max_json_depth)
-        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame))
+        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame,
+                                                slice_by=tuple(job.slice_by) if job.decode else ()))
     )
     branches = {"frame_rows": joined["rows"], "duplicate_rows": joined["duplicates"]}
     tables = CORE_TABLES
     if job.decode:
-        from transforms.masks import LABEL_ITEMS, DecodeMasks, DecodeOptions
-        from transforms.summary import CompareLabels
+        from transforms.history import CompareLabels
+        from transforms.masks import LABEL_ITEMS, SLICE_ITEMS, DecodeMasks, DecodeOptions
 
         decoded = dict(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job)))
-        compared = decoded.pop(LABEL_ITEMS) | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
+        slice_items = decoded.pop(SLICE_ITEMS, None)
+        if slice_items is None:
+            slice_items = p | "NoSlices" >> beam.Create([])
+        compared = ((decoded.pop(LABEL_ITEMS), slice_items)
+                    | "CompareLabels" >> CompareLabels(job.baseline, job.output, so, job.drift_thresholds()))
         branches.update(decoded)
         branches[SUMMARY_EXTRAS] = compared["extras"]
-        if compared["drift_rows"] is not None:
-            branches["drift_rows"] = compared["drift_rows"]
-        tables = CORE_TABLES + DECODE_TABLES
+        branches["drift_rows"] = compared["drift_rows"]
+        branches[HISTORY_ROWS] = compared["history"]
+        tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
-    branches | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so)
+    branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history)

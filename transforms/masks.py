@@ -60,6 +60,7 @@ class DecodeOptions:
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
     mask_decode_timeout: float = 60.0
+    slice_by: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.video_segment_ms <= 0:
@@ -71,7 +72,7 @@ class DecodeOptions:
             max_mask_pixels=job.max_mask_pixels, colour_tolerance=job.colour_tolerance, crop_png=job.crop_png,
             policy=UriPolicy(tuple(job.allow_uri_prefixes), job.allow_http),
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
-            mask_decode_timeout=job.mask_decode_timeout,
+            mask_decode_timeout=job.mask_decode_timeout, slice_by=tuple(job.slice_by),
         )
 
 
@@ -279,10 +280,12 @@ def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> F
 
 LABEL_KEYS = "label_keys"
 LABEL_ITEMS = "label_items"  # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
+SLICE_MASKS = "slice_masks"  # (frame key, (source_id, (labels, rgb), mask event)) with --slice-by
+SLICE_ITEMS = "slice_items"  # one element: the list of ((key, value, labels, rgb), LabelAccumulator) with --slice-by
 FRAME_COUNTS = "frame_counts"
 
 
-def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
+def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False) -> Iterator[Any]:
     tables: dict[str, list] = defaultdict(list)
     decoded = 0
     for r in results:
@@ -291,7 +294,10 @@ def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
             tables[table].extend(rows)
         yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_keys)))
         for row in r.tables.get("label_stats", ()):
-            yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])))
+            key, event = (tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, (key, event))
+            if slicing:
+                yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (row[3], key, event)))
     progress.note(masks=decoded)
     for table, rows in tables.items():
         if rows:
@@ -330,8 +336,8 @@ class DecodeMasks(beam.PTransform):
             joined[MASK_REQUESTS]
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts)))
-            .with_outputs(FRAME_COUNTS, LABEL_KEYS, main="rows")
+            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts), bool(opts.slice_by)))
+            .with_outputs(FRAME_COUNTS, LABEL_KEYS, SLICE_MASKS, main="rows")
         )
         frames = (
             {"frame": joined[PENDING_FRAMES], "counts": decoded[FRAME_COUNTS]}
@@ -348,4 +354,20 @@ class DecodeMasks(beam.PTransform):
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
         ])
-        return {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary, LABEL_ITEMS: label_items}
+        out = {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary, LABEL_ITEMS: label_items}
+        if opts.slice_by:
+            from transforms.slices import group_slice_items, slice_events, slice_summary_rows
+            from transforms.steps import FRAME_SLICES
+
+            keys = opts.slice_by
+            slice_items = (
+                {"frame": joined[FRAME_SLICES], "masks": decoded[SLICE_MASKS]}
+                | "JoinSlices" >> beam.CoGroupByKey()
+                | "SliceEvents" >> beam.FlatMap(lambda kv: slice_events(kv[1]["frame"], kv[1]["masks"], keys))
+                | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
+                | "ListSlices" >> beam.combiners.ToList()
+            )
+            out["slice_summary"] = slice_items | "SliceRows" >> beam.Map(
+                lambda items: TableRows("label_summary_by_slice", slice_summary_rows(group_slice_items(items))))
+            out[SLICE_ITEMS] = slice_items
+        return out

@@ -31,8 +31,10 @@ from transforms import progress, writing
 FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
+FRAME_SLICES = "frame_slices"  # (frame key, the frame's --slice-by values) of frames with masks to decode
 DUPLICATE_BUCKETS = 64
 SUMMARY_EXTRAS = "summary_extras"  # a branch of (key, value) pairs merged into summary.json
+HISTORY_ROWS = "history_rows"  # a branch of one element: this run's history rows (transforms.history.compare_run)
 
 
 class ValidatedChunk(NamedTuple):
@@ -101,6 +103,7 @@ class JoinOptions:
     mask_labels: MaskLabels | None = None
     decode: bool = False
     max_masks_per_frame: int = 256
+    slice_by: tuple[str, ...] = ()
 
 
 @chunk_gc
@@ -136,6 +139,12 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             from transforms.masks import plan_masks  # decoding is optional: keep convert's import light
 
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
+            if options.slice_by:
+                from transforms.slices import frame_slice_values
+                from transforms.validation import meta_texts
+
+                values = frame_slice_values(frame.doc.context_id, meta_texts([frame.doc.meta])[0], options.slice_by)
+                out.append(beam.pvalue.TaggedOutput(FRAME_SLICES, ((frame.shard, frame.line), values)))
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
             out.extend(beam.pvalue.TaggedOutput(MASK_REQUESTS, req) for req in requests)
@@ -238,13 +247,14 @@ class JoinMasks(beam.PTransform):
 
     def expand(self, validated):
         out = validated | "JoinAndFlatten" >> beam.FlatMap(join_chunk, self.options).with_outputs(
-            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, main="rows")
+            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, FRAME_SLICES, main="rows")
         duplicates = (
             out[FRAME_IDS]
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch.entries())))
         )
-        return {"rows": out.rows, "duplicates": duplicates, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES]}
+        return {"rows": out.rows, "duplicates": duplicates, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES],
+                FRAME_SLICES: out[FRAME_SLICES]}
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -291,6 +301,7 @@ class WriteTables(beam.PTransform):
     tables: Sequence[str]
     run_info: writing.RunInfo
     storage_options: dict[str, Any] | None = None
+    keep_history: int = 30
 
     def __post_init__(self):
         super().__init__()
@@ -300,6 +311,7 @@ class WriteTables(beam.PTransform):
         # stages first would make the runner buffer (pickle) every row between them.
         branches = dict(branches)
         extras = branches.pop(SUMMARY_EXTRAS, None)
+        history = branches.pop(HISTORY_ROWS, None)
         staging = writing.staging_dir(self.output, self.run_id)
         written, counted = [], []
         for name, rows in sorted(branches.items()):
@@ -310,16 +322,31 @@ class WriteTables(beam.PTransform):
         counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters)
         if extras is None:
             extras = files.pipeline | "NoSummaryExtras" >> beam.Create([])
-        output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
+        if history is None:
+            history = files.pipeline | "NoHistoryRows" >> beam.Create([])
+        output, run_id, tables, info, so, keep = (self.output, self.run_id, self.tables, self.run_info, self.storage_options,
+                                                  self.keep_history)
         return (
             files
             | "Publish" >> beam.Map(
-                lambda written, counts, extras: writing.publish(
-                    output, run_id, written, tables, writing.build_summary(info, counts, extras), so, _write_report(output, so)),
+                lambda written, counts, extras, history: _publish(output, run_id, written, tables, info, counts, extras,
+                                                                  history, keep, so),
                 counts=beam.pvalue.AsSingleton(counts),
                 extras=beam.pvalue.AsDict(extras),
+                history=beam.pvalue.AsList(history),
             )
         )
+
+
+def _publish(output: str, run_id: str, written: list, tables: Sequence[str], info: writing.RunInfo, counts, extras: dict,
+             history: list, keep_history: int, storage_options) -> dict:
+    """The summary, this run's history tables (carried forward from the previous run), then the atomic publish."""
+    from transforms.history import write_history
+
+    summary = writing.build_summary(info, counts, extras)
+    summary["published_at"] = writing.now_iso()
+    written = list(written) + write_history(output, run_id, summary, history[0] if history else None, keep_history, storage_options)
+    return writing.publish(output, run_id, written, tables, summary, storage_options, _write_report(output, storage_options))
 
 
 def _write_report(output: str, storage_options):

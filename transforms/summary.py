@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -158,53 +157,3 @@ def label_totals(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[dic
     rows = sorted(items, key=lambda kv: (-kv[1].frames, kv[0]))[:TOP_LABELS]
     return [{"labels": list(labels), "rgb": list(rgb), "frames": a.frames, "masks": a.masks, "total_pixels": a.pixels}
             for (labels, rgb), a in rows]
-
-
-def label_counts(items: Sequence[tuple[LabelKey, LabelAccumulator]]):
-    """This run's frames per label and colours per label, as drift compares them."""
-    from transforms.drift import LabelCounts
-
-    frames: dict[tuple[str, ...], int] = defaultdict(int)
-    colours: dict[tuple[str, ...], set] = defaultdict(set)
-    for (labels, rgb), a in items:
-        if labels:
-            frames[labels] += a.frames
-            colours[labels].add(tuple(rgb))
-    return LabelCounts(dict(frames), dict(colours), "label_summary")
-
-
-def drift_against(items: Sequence[tuple[LabelKey, LabelAccumulator]], baseline: str,
-                  storage_options: dict | None = None, max_drift: float | None = None) -> dict:
-    """This run's labels compared with an earlier run's output (see transforms.drift)."""
-    from transforms.drift import compare_label_counts, read_label_counts
-    from transforms.uris import redact_uri
-
-    result = compare_label_counts(label_counts(items), read_label_counts(baseline, storage_options), max_drift=max_drift)
-    return {"baseline": redact_uri(baseline), **result}
-
-
-# --- Beam ------------------------------------------------------------------------------------------------
-
-@dataclass
-class CompareLabels(beam.PTransform):
-    """The run's label items -> summary.json extras (per-label totals, drift against --baseline) and
-    the drift findings' issues rows."""
-
-    baseline: str | None = None
-    storage_options: dict | None = None
-    max_drift: float | None = None
-
-    def __post_init__(self):
-        super().__init__()
-
-    def expand(self, label_items):
-        from transforms.drift import drift_findings
-        from transforms.flattening import TableRows
-
-        extras = [label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items)))]
-        drift_rows = None
-        if self.baseline:
-            drift = label_items | "CompareBaseline" >> beam.Map(drift_against, self.baseline, self.storage_options, self.max_drift)
-            drift_rows = drift | "DriftFindings" >> beam.Map(lambda result: TableRows("issues", drift_findings(result)))
-            extras.append(drift | "DriftSummary" >> beam.Map(lambda result: ("drift", result)))
-        return {"extras": tuple(extras) | "SummaryExtras" >> beam.Flatten(), "drift_rows": drift_rows}
