@@ -681,27 +681,54 @@ def _preview_section(folder: OutputFolder, storage_options: dict[str, Any] | Non
 def _drift_section(drift: Mapping[str, Any] | None) -> str:
     if not drift:
         return ""
-    dist = drift.get("distribution") or {}
-    exceeded = dist.get("exceeded")
-    verdict = "" if exceeded is None else (
-        f'<span class="sev {"error" if exceeded else "ok"}">{"exceeds" if exceeded else "within"} --max-drift {_e(dist.get("max_drift"))}</span>')
-    lines = [f'<p>L-infinity distance between label frequency distributions: <b>{float(dist.get("distance") or 0):.4f}</b> {verdict}</p>']
+    dist = drift.get("label_distribution") or {}
+    thresholds = drift.get("thresholds") or {}
+    breached = {b["metric"] for b in drift.get("breaches") or ()}
+
+    def value(metric: str, v: Any) -> str:
+        text = "—" if v is None else f"{float(v):.4f}"
+        if metric not in thresholds:
+            return f"<b>{text}</b>"
+        over = metric in breached
+        return (f'<b>{text}</b> <span class="sev {"error" if over else "ok"}">{"exceeds" if over else "within"} '
+                f"--max-drift {_e(metric)}={_e(thresholds[metric])}</span>")
+
+    values = [("linf", "L-infinity distance of the label distributions", dist.get("linf")),
+              ("js", "Jensen-Shannon divergence (bits)", dist.get("js")),
+              ("psi", f"population stability index (empty cells at {dist.get('psi_epsilon', 1e-4):g})", dist.get("psi")),
+              ("label_js", "largest pixel-fraction JS of one label"
+               + (f" ({label_name(drift['label_js_labels'])})" if drift.get("label_js_labels") else ""), drift.get("label_js"))]
+    lines = ['<table class="compact">' + "".join(f"<tr><td>{_e(name)} <code>{_e(m)}</code></td><td>{value(m, v)}</td></tr>"
+                                               for m, name, v in values) + "</table>"]
 
     def label_list(items: Sequence[Mapping[str, Any]], what: str) -> str:
         if not items:
             return f"<li>No label {what}.</li>"
         return "".join(f"<li>{_swatch((item.get('colours') or [[128, 128, 128]])[0])}{_e(label_name(item['labels']))} "
-                       f"<span class='dim'>({int(item['frames']):,} frames)</span> {what}</li>" for item in items[:30])
+                       f"<span class='dim'>({int(item['masks_present']):,} masks where present)</span> {what}</li>" for item in items[:30])
 
     changed = "".join(f"<li>{_e(label_name(c['labels']))}: {''.join(_swatch(x) for x in c['baseline_colours'])} → "
                       f"{''.join(_swatch(x) for x in c['current_colours'])} <span class='dim'>{_e(c['baseline_colours'])} → "
                       f"{_e(c['current_colours'])}</span></li>" for c in drift.get("colour_changed", [])[:30]) or "<li>No colour changed.</li>"
     lines.append(f"<ul>{label_list(drift.get('labels_appeared', []), 'appeared')}"
                  f"{label_list(drift.get('labels_vanished', []), 'vanished')}{changed}</ul>")
-    rows = [(_e(label_name(r["labels"])), f"{r['baseline_fraction']:.2%}", f"{r['current_fraction']:.2%}",
-             f"{r['difference']:+.2%}") for r in (dist.get("per_label") or [])[:10]]
+
+    def pct(v: Any, signed: bool = False) -> str:
+        return "—" if v is None else (f"{v:+.2%}" if signed else f"{v:.2%}")
+
+    rows = [(_e(label_name(r["labels"])), pct(r["baseline_share"]), pct(r["current_share"]), pct(r["share_change"], True),
+             pct(r.get("presence_rate_change"), True), "—" if r.get("fraction_js") is None else f"{r['fraction_js']:.3f}")
+            for r in (drift.get("per_label") or [])[:10]]
     if rows:
-        lines.append(_table(["label", "baseline", "this run", "shift"], rows, "compact"))
+        lines.append(_table(["label", "baseline share", "this run", "shift", "presence rate change", "pixel-fraction JS"],
+                            rows, "compact"))
+    slices = [s for s in drift.get("slices") or () if s.get("baseline")]
+    if slices:
+        slice_rows = [(_e(f"{s['slice_key']}={s['slice_value']}"), f"{s['linf']:.4f}", f"{s['js']:.4f}", f"{s['psi']:.4f}",
+                       ", ".join(_e(label_name(m["labels"])) for m in s.get("moved_most", [])[:3]),
+                       ", ".join(_e(b["metric"]) for b in s.get("breaches", ())) or "—")
+                      for s in sorted(slices, key=lambda s: -s["js"])[:20]]
+        lines.append(_table(["slice", "L-inf", "JS", "PSI", "moved most", "over threshold"], slice_rows, "compact"))
     return _section("drift", "Drift against the baseline", "".join(lines), _e(f"Baseline: {drift.get('baseline', '?')}"))
 
 

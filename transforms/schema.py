@@ -264,6 +264,13 @@ def tables_markdown() -> str:
         "`framebeam tables OUTPUT` prints the glob of each table of the current complete run, for BigQuery or DuckDB.",
         "Per-frame tables join on `(shard, line)`: frame ids can collide across shards.",
         "",
+        "`history` and `history_runs` survive runs: each run copies them forward from the previous complete run of the same",
+        "OUTPUT into its own folder (before `_SUCCESS`, so they publish atomically with it), drops runs beyond",
+        "`--keep-history N` (default 30, this run included) and adds its own rows: `history_runs` one row per run (verdict,",
+        "finding counts, drift values), `history` one row per run and label (and per run, slice and label with `--slice-by`),",
+        "with the label's drift against that run's baseline. `--baseline previous` compares with the latest earlier run's",
+        "`history` rows. `label_summary_by_slice` is written only with `--slice-by`.",
+        "",
     ]
     for name, schema in TABLES.items():
         out += [f"## `{name}`", "", "| column | type | null | meaning |", "| --- | --- | --- | --- |"]
