@@ -9,7 +9,7 @@ from pipelines.options import JobOptions
 from transforms.joining import MaskLabels
 from transforms.reading import ReadLimits
 from transforms.schema import CORE_TABLES, DECODE_TABLES, HISTORY_TABLES, SLICE_TABLES
-from transforms.steps import HISTORY_ROWS, SUMMARY_EXTRAS, JoinMasks, JoinOptions, ReadFrames, Validate, WriteTables
+from transforms.steps import JoinMasks, JoinOptions, ReadFrames, TableBranches, Validate, WriteTables
 from transforms.writing import RunInfo, now_iso
 
 
@@ -28,22 +28,17 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame,
                                                 slice_by=tuple(job.slice_by) if job.decode else ()))
     )
-    branches = {"frame_rows": joined["rows"], "duplicate_rows": joined["duplicates"]}
-    tables = CORE_TABLES
+    branches, tables = TableBranches(joined), CORE_TABLES
     if job.decode:
+        # Imported here: a convert job never loads the decoders.
         from transforms.history import CompareLabels
-        from transforms.masks import LABEL_ITEMS, SLICE_ITEMS, DecodeMasks, DecodeOptions
+        from transforms.masks import DecodeMasks, DecodeOptions
 
-        decoded = dict(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job)))
-        slice_items = decoded.pop(SLICE_ITEMS, None)
-        if slice_items is None:
-            slice_items = p | "NoSlices" >> beam.Create([])
-        compared = ((decoded.pop(LABEL_ITEMS), slice_items)
+        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job))
+        slice_items = decoded.slice_items if decoded.slice_items is not None else p | "NoSlices" >> beam.Create([])
+        compared = ((decoded.label_items, slice_items)
                     | "CompareLabels" >> CompareLabels(job.baseline, job.output, so, job.drift_thresholds()))
-        branches.update(decoded)
-        branches[SUMMARY_EXTRAS] = compared["extras"]
-        branches["drift_rows"] = compared["drift_rows"]
-        branches[HISTORY_ROWS] = compared["history"]
+        branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"], compared["history"])
         tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
     branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history)

@@ -21,33 +21,17 @@ import apache_beam as beam
 import numpy as np
 
 from transforms import progress
+from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.findings import ERROR, Finding
-from transforms.content_types import infer_content_type, is_video_type
-from transforms.flattening import TableRows, declared_size, finding_row, mask_base_row, undecoded, with_frame_counts
-from transforms.joining import Declaration, JoinedFrame
+from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
+from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.statistics import analyse_mask
+from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
 from transforms.summary import LabelSummaryFn, label_summary_rows, summary_findings
-from transforms.uris import UriPolicy, redact_uri, resolve_uri, strip_userinfo
+from transforms.uris import UriPolicy, redact_uri
 
-FrameKey = tuple[str, int]
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
-
-
-class MaskRequest(NamedTuple):
-    """One mask of one frame, with everything needed to decode it and write its rows."""
-
-    frame_key: FrameKey
-    frame_id: str
-    source_id: str | None
-    mask_id: str | None
-    path: str                      # JSON pointer of the mask entry, for findings
-    read_uri: str                  # resolved, without user-info: what is read
-    is_video: bool
-    timestamp: int | None
-    declared_size: tuple[int | None, int | None]
-    declarations: tuple[Declaration, ...]
-    base_row: tuple                # the masks-table columns known before decoding
 
 
 @dataclass(frozen=True)
@@ -74,58 +58,6 @@ class DecodeOptions:
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
             mask_decode_timeout=job.mask_decode_timeout, slice_by=tuple(job.slice_by),
         )
-
-
-def too_many_masks(frame, max_masks: int) -> Finding | None:
-    """The error for a frame referencing more than ``max_masks`` masks (those beyond are not decoded)."""
-    n = sum(len(s.masks) for s in frame.doc.sources)
-    if n <= max_masks:
-        return None
-    return Finding("too_many_masks", "/sources", f"The frame references {n:,} masks, more than --max-masks-per-frame={max_masks:,}; "
-                                                 f"only the first {max_masks:,} (in source order) are decoded. Split the frame, or raise the limit.")
-
-
-def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[MaskRequest], list[tuple]]:
-    """A request for each mask of the frame to decode, and the masks rows of those not decoded.
-
-    Not decoded: masks beyond the first ``max_masks`` (status ``too_many_masks``, see ``too_many_masks``)
-    and masks without a uri (``not_decoded``: validation reported it). Every mask entry keeps its row.
-    """
-    f = joined.frame
-    requests: list[MaskRequest] = []
-    undecoded_rows: list[tuple] = []
-    seen = 0
-    for si, s in enumerate(f.doc.sources):
-        for mi, m in enumerate(s.masks):
-            seen += 1
-            over_limit = max_masks is not None and seen > max_masks
-            if over_limit or not m.uri:
-                status = "too_many_masks" if over_limit else "not_decoded"
-                undecoded_rows.append(mask_base_row(joined, si, mi) + undecoded(status))
-                continue
-            resolved = resolve_uri(m.uri, f.shard)
-            ctype = infer_content_type(m.uri, m.content_type)
-            requests.append(MaskRequest(
-                frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
-                path=f"/sources/{si}/masks/{mi}", read_uri=strip_userinfo(resolved),
-                is_video=is_video_type(ctype), timestamp=m.timestamp,
-                declared_size=declared_size(s, m),
-                declarations=tuple(joined.declarations.get((si, mi), ())),
-                base_row=mask_base_row(joined, si, mi),
-            ))
-    return requests, undecoded_rows
-
-
-def group_key(req: MaskRequest, segment_ms: int) -> str:
-    """Requests sharing a key share one read and decode: the URI, plus the time segment for videos.
-
-    A missing mask timestamp means 0 here as in ``_analyse_video``, so it shares segment 0's decode.
-    Negative timestamps get segments below 0: groups that fail without decoding.
-    """
-    if req.is_video:
-        timestamp = req.timestamp if req.timestamp is not None else 0
-        return f"{req.read_uri}\x00{timestamp // segment_ms}"
-    return req.read_uri
 
 
 # --- analysing one decoded mask for one request ---------------------------------------------------------
@@ -220,8 +152,6 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
         for req in requests:
             yield failed_request(req, _unreadable(req, code, exc, "mask"))
         return
-    from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
-
     deadline = DecodeDeadline(options.mask_decode_timeout)  # from read to the last statistics; reading retries on its own
     cache: dict = {}
     analysed = 0
@@ -237,6 +167,7 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
 
 
 def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
+    # PyAV is the optional `video` extra: only a job with video masks needs it.
     from transforms.video import VIDEO_TIMESTAMP_OUT_OF_RANGE, decode_video_frames
 
     by_ts: dict[int, list[MaskRequest]] = defaultdict(list)
@@ -279,10 +210,19 @@ def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> F
 # --- Beam ------------------------------------------------------------------------------------------------
 
 LABEL_KEYS = "label_keys"
-LABEL_ITEMS = "label_items"  # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
 SLICE_MASKS = "slice_masks"  # (frame key, (source_id, (labels, rgb), mask event)) with --slice-by
-SLICE_ITEMS = "slice_items"  # one element: the list of ((key, value, labels, rgb), LabelAccumulator) with --slice-by
 FRAME_COUNTS = "frame_counts"
+
+
+class Decoded(NamedTuple):
+    """What DecodeMasks produces."""
+
+    measured: beam.PCollection        # TableRows of masks, label_stats, crops, issues
+    decoded_frames: beam.PCollection  # TableRows of frames (frames with masks, counts including decoding's)
+    label_summary: beam.PCollection   # TableRows of label_summary and label-level issues
+    label_items: beam.PCollection     # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
+    slice_summary: beam.PCollection | None = None  # TableRows of label_summary_by_slice (with --slice-by)
+    slice_items: beam.PCollection | None = None    # one element: the list of ((key, value, labels, rgb), LabelAccumulator)
 
 
 def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False) -> Iterator[Any]:
@@ -328,19 +268,17 @@ class DecodeMasks(beam.PTransform):
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, joined):
-        from transforms.steps import MASK_REQUESTS, PENDING_FRAMES
-
+    def expand(self, joined: Joined) -> Decoded:
         opts = self.options
         decoded = (
-            joined[MASK_REQUESTS]
+            joined.mask_requests
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
             | "GroupByObject" >> beam.GroupByKey()
             | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts), bool(opts.slice_by)))
             .with_outputs(FRAME_COUNTS, LABEL_KEYS, SLICE_MASKS, main="rows")
         )
         frames = (
-            {"frame": joined[PENDING_FRAMES], "counts": decoded[FRAME_COUNTS]}
+            {"frame": joined.pending_frames, "counts": decoded[FRAME_COUNTS]}
             | "JoinFrameCounts" >> beam.CoGroupByKey()
             | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, main="rows")
         )
@@ -354,20 +292,19 @@ class DecodeMasks(beam.PTransform):
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
         ])
-        out = {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary, LABEL_ITEMS: label_items}
-        if opts.slice_by:
-            from transforms.slices import group_slice_items, slice_events, slice_summary_rows
-            from transforms.steps import FRAME_SLICES
+        if not opts.slice_by:
+            return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items)
+        from transforms.slices import group_slice_items, slice_events, slice_summary_rows
 
-            keys = opts.slice_by
-            slice_items = (
-                {"frame": joined[FRAME_SLICES], "masks": decoded[SLICE_MASKS]}
-                | "JoinSlices" >> beam.CoGroupByKey()
-                | "SliceEvents" >> beam.FlatMap(lambda kv: slice_events(kv[1]["frame"], kv[1]["masks"], keys))
-                | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
-                | "ListSlices" >> beam.combiners.ToList()
-            )
-            out["slice_summary"] = slice_items | "SliceRows" >> beam.Map(
-                lambda items: TableRows("label_summary_by_slice", slice_summary_rows(group_slice_items(items))))
-            out[SLICE_ITEMS] = slice_items
-        return out
+        keys = opts.slice_by
+        slice_items = (
+            {"frame": joined.frame_slices, "masks": decoded[SLICE_MASKS]}
+            | "JoinSlices" >> beam.CoGroupByKey()
+            | "SliceEvents" >> beam.FlatMap(lambda kv: slice_events(kv[1]["frame"], kv[1]["masks"], keys))
+            | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
+            | "ListSlices" >> beam.combiners.ToList()
+        )
+        slice_summary = slice_items | "SliceRows" >> beam.Map(
+            lambda items: TableRows("label_summary_by_slice", slice_summary_rows(group_slice_items(items))))
+        return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items,
+                       slice_summary=slice_summary, slice_items=slice_items)
