@@ -194,6 +194,11 @@ def test_retention_keeps_the_last_runs() -> None:
     assert runs.column("run_id").to_pylist() == ["r2", "r3", "r4"]
     assert sorted(set(hist.column("run_id").to_pylist())) == ["r2", "r3", "r4"]
     assert runs.column("errors").to_pylist() == [2, 3, 4]
+    # Fewer runs than kept: all of them stay, at every length.
+    growing = (HISTORY.empty_table(), HISTORY_RUNS.empty_table())
+    for i in range(12):
+        growing = history_tables(growing, {"run_id": f"g{i:02d}", "published_at": f"t{i:02d}"}, [], {"errors": 0, "warnings": 0}, keep=30)
+        assert growing[1].num_rows == i + 1
     one = history_tables(previous, {"run_id": "r9"}, [], {"errors": 0, "warnings": 0}, keep=1)
     assert one[1].column("run_id").to_pylist() == ["r9"] and one[0].num_rows == 0
 

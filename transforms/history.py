@@ -439,7 +439,7 @@ def history_tables(previous: tuple[pa.Table, pa.Table], run: Mapping[str, Any], 
         raise ValueError(f"keep must be at least 1, got {keep}")
     history, runs = previous
     earlier = [r for r in runs_in_order(runs) if r != run["run_id"]]
-    kept = pa.array(earlier[len(earlier) - (keep - 1):] if keep > 1 else [], pa.string())
+    kept = pa.array(earlier[max(0, len(earlier) - (keep - 1)):] if keep > 1 else [], pa.string())
     history = history.filter(pc.is_in(history.column("run_id"), value_set=kept))
     runs = runs.filter(pc.is_in(runs.column("run_id"), value_set=kept))
     meta = {c: run.get(c) for c in RUN_COLUMNS}

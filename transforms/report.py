@@ -24,6 +24,7 @@ from transforms.report_charts import Bar, css_colour, short, svg_bar_chart, svg_
 from transforms.report_data import (PREVIEW_MAX_WIDTH, LabelRow, OutputFolder, SampledTable, codes_of_frames, distributions,
                                     finding_examples, group_by_label, label_name, label_rows, label_stats_sample, mask_preview,
                                     worst_frames)
+from transforms.report_trends import RECENT_RUNS, TRENDS_CSS, Trends, read_trends, svg_run_strip, svg_sparkline
 from transforms.uris import redact_uri
 
 REPORT_FILE = "report.html"
@@ -246,6 +247,51 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
     return _section("drift", "Drift against the baseline", join(lines), note)
 
 
+def _fmt(v: float | None, spec: str = ".4f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _trends_section(trends: Trends | None) -> Markup:
+    if trends is None:
+        return _section("trends", "Trends across runs", _missing(
+            "This output has no history tables (it was written before framebeam kept history): the next run into it starts them."))
+    runs = trends.runs
+    parts = [svg_run_strip(runs)]
+    drift_rows = []
+    for metric, name in (("drift_linf", "L-infinity"), ("drift_js", "Jensen-Shannon (bits)"), ("drift_psi", "PSI"),
+                         ("drift_label_js", "largest label pixel-fraction JS")):
+        values = [getattr(r, metric) for r in runs]
+        if any(v is not None for v in values):
+            drift_rows.append((name, svg_sparkline(values, chart_id=f"trend-{metric.replace('_', '-')}"),
+                               _fmt(values[-1]), _fmt(max(v for v in values if v is not None))))
+    if drift_rows:
+        parts.append(h("<h3>Drift of each run against its baseline</h3>{}",
+                       _table(["value", "per run (oldest left)", "this run", "largest kept"], drift_rows, "compact")))
+    if trends.labels:
+        cells = []
+        for i, t in enumerate(trends.labels):
+            shares = [v for v in t.shares if v is not None]
+            js = [v for v in t.fraction_js if v is not None]
+            cells.append(h('<div class="multiple"><div class="name" title="{}">{}{}</div>{}<div class="dim">share {} → {}{}</div></div>',
+                           label_name(t.labels), _swatch(t.colour), short(label_name(t.labels), 28),
+                           svg_sparkline(t.shares, chart_id=f"trend-label-{i}", colour=t.colour),
+                           _fmt(shares[0], ".1%") if shares else "—", _fmt(shares[-1], ".1%") if shares else "—",
+                           f"; pixel-fraction JS up to {max(js):.3f}" if js else ""))
+        parts.append(h('<h3>Labels whose share moved most</h3><div class="multiples">{}</div>', join(cells)))
+
+    def verdict(passed: bool | None) -> Markup | str:
+        return "—" if passed is None else h('<span class="sev {}">{}</span>', "ok" if passed else "error", "passed" if passed else "failed")
+
+    recent = [(r.run_id, r.published_at or "—", verdict(r.passed), f"{r.errors:,}", f"{r.warnings:,}", _fmt(r.drift_linf),
+               _fmt(r.drift_js), _fmt(r.drift_psi), ", ".join(r.drift_breaches) or "—") for r in reversed(runs[-RECENT_RUNS:])]
+    parts.append(_table(["run", "published", "verdict", "errors", "warnings", "L-inf", "JS", "PSI", "over threshold"], recent, "compact"))
+    failed = sum(1 for r in runs if r.passed is False)
+    note = (f"{len(runs)} run(s) kept in this output's history, {failed} failed; the strip shows each run's verdict over its "
+            "error (red) and warning (amber) counts. Labels are ranked by how much their share (masks where present / all "
+            f"present masks) moved from run to run: top {len(trends.labels)} of {trends.labels_total}.")
+    return _section("trends", "Trends across runs", join(parts), note)
+
+
 def _run_section(summary: Mapping[str, Any]) -> Markup:
     tables = summary.get("tables") or {}
     table_rows = [(h("<code>{}</code>", k), f"{int(v):,}") for k, v in sorted(tables.items())]
@@ -297,6 +343,7 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
     body = join((
         _headline(summary),
         _drift_section(drift if drift is not None else summary.get("drift")),
+        _trends_section(read_trends(folder)),
         _findings_section(folder),
         _label_sections(labels, sample),
         _worst_section(folder),
@@ -306,7 +353,7 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
     title = f"framebeam report — {redact_uri(title_output or output)}"
     return str(h('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                  '<meta name="viewport" content="width=device-width,initial-scale=1"><style>{css}</style></head>'
-                 '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS), body=body))
+                 '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS + TRENDS_CSS), body=body))
 
 
 def write_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,
