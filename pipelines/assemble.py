@@ -34,9 +34,9 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         from transforms.history import CompareLabels
         from transforms.masks import DecodeMasks, DecodeOptions
 
-        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job))
+        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels)
         slice_items = decoded.slice_items if decoded.slice_items is not None else p | "NoSlices" >> beam.Create([])
-        compared = ((decoded.label_items, slice_items)
+        compared = ((decoded.label_items, decoded.label_hists, slice_items)
                     | "CompareLabels" >> CompareLabels(job.baseline, job.output, so, job.drift_thresholds()))
         branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"], compared["history"])
         tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())

@@ -196,10 +196,10 @@ def test_js_is_bounded(a: list, b: list) -> None:
 # ---------------------------------------------------------------- baselines from outputs of every layout
 
 
-def summary_row(labels: list[str], rgb: tuple[int, int, int], masks: int, present: int) -> tuple:
+def summary_row(labels: list[str], rgb: tuple[int, int, int], declared: int, present: int) -> tuple:
     """A label_summary row by column name (the rest plausible filler), in the schema's current order."""
-    values = {"labels": labels, "rgb": list(rgb), "frames": masks, "masks": masks, "masks_present": present,
-              "total_pixels": present * 100, "pixel_fraction_mean": 0.1}
+    values = {"labels": labels, "rgb": list(rgb), "frames_present": present, "masks_present": present, "frames_declared": declared,
+              "masks_declared": declared, "total_pixels": present * 100, "pixel_fraction_mean": 0.1}
     return tuple(values.get(f.name, 0 if not f.nullable else None) for f in LABEL_SUMMARY)
 
 
@@ -221,6 +221,26 @@ def test_baseline_from_label_summary(tmp_path: Path) -> None:
     assert (car.masks, car.masks_present, car.colours) == (15, 4, ((0, 0, 70), CAR))
     assert car.fraction_hist is None  # no histogram: label_js is not computed against it
     assert set(base.profile.labels) == {("car",)}  # the colour without labels is no class
+
+
+def test_baseline_counts_presence_not_declarations(tmp_path: Path) -> None:
+    # A 32-class table declares tree in all 100 masks; it has pixels in 7 of them; train in none.
+    out = write_output(tmp_path / "o", {"label_summary": [summary_row(["tree"], TREE, 100, 7), summary_row(["train"], (192, 64, 128), 100, 0)]})
+    labels = read_baseline(out, str(tmp_path / "unused")).profile.labels
+    assert label_distribution(labels.values()) == {("tree",): 1.0}
+    assert labels[("tree",)].presence_rate == pytest.approx(0.07)
+
+
+def test_an_output_from_before_presence_columns_still_reads(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "old" / "label_summary").mkdir(parents=True)
+    pq.write_table(pa.table({"labels": [["car"]], "rgb": [list(CAR)], "frames": [4], "masks": [4]}),
+                   tmp_path / "old" / "label_summary" / "part-0.parquet")
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({"tables": {"label_summary": 1}}))
+    car = read_baseline(str(tmp_path / "old"), str(tmp_path / "unused")).profile.labels[("car",)]
+    assert (car.masks, car.masks_present, car.frames) == (4, 4, 4)
 
 
 def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int], pixels: int) -> tuple:

@@ -20,9 +20,9 @@ from tests.conftest import query, run_cli, shared_dir, table
 from tests.servers import gcs, gcs_emulator, gcs_proxy, moto_s3, s3  # noqa: F401 - fixtures
 from transforms import history
 from transforms.drift import HIST_BINS, LabelProfile
-from transforms.history import fraction_hist, history_tables, label_profiles, read_history
+from transforms.history import history_tables, label_profiles, read_history
 from transforms.schema import HISTORY, HISTORY_RUNS
-from transforms.summary import summarise
+from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, fraction_hists, resolve_labels
 
 RUN_COLUMNS = ("run_id", "started_at", "published_at", "baseline_run_id")
 COLOURS = {"void": (0, 0, 0), "sky": (70, 130, 180), "road": (128, 64, 128), "car": (0, 0, 142), "person": (220, 20, 60),
@@ -160,27 +160,34 @@ def run_windows(tmp: Path, masks: list[Path], colours: dict, windows: list[slice
 # ---------------------------------------------------------------- plain functions
 
 
-def test_fraction_hist_equals_numpy_over_present_masks() -> None:
-    rng = np.random.default_rng(3)
-    fractions = np.concatenate([np.zeros(17), rng.random(500), [1.0, 1.0, 0.05, 0.95, 1e-9]])
-    events = [((("car",), (1, 2, 3)), ("mask", float(f), int(f * 1000) + (f > 0), (0, 0, 1, 1))) for f in fractions]
-    (key, acc), = summarise(events)
+@pytest.mark.parametrize("n", [40, 600])  # kept exactly (up to summary.EXACT_VALUES), then binned
+def test_fraction_hist_equals_numpy_over_present_masks(n: int) -> None:
+    rng = np.random.default_rng(n)
+    fractions = np.concatenate([np.zeros(17), rng.random(n), [1.0, 1.0, 0.05, 0.95, 1e-9, 0.999]])
+    acc = LabelAccumulator()
+    for f in fractions:
+        acc.add(("mask", float(f), int(f * 1000) + (f > 0), (0, 0, 1, 1), True))
     present = fractions[fractions > 0]
-    expected = np.bincount(np.minimum(np.minimum(np.floor(present * 1000).astype(int), 1000) // 50, 19), minlength=20)
-    assert fraction_hist(acc.hist, acc.masks - acc.present) == tuple(expected.tolist())
-    assert sum(fraction_hist(acc.hist, acc.masks - acc.present)) == acc.present == present.size
+    expected = np.bincount(np.minimum(np.floor(present * 1000).astype(int), 999) // 50, minlength=20)
+    assert fraction_hist(acc) == tuple(expected.tolist())
+    assert sum(fraction_hist(acc)) == acc.present == present.size
 
 
 def test_label_profiles_merge_a_labels_colours() -> None:
-    events = [((("car",), (0, 0, 142)), ("mask", 0.2, 20, (0, 0, 1, 1))), ((("car",), (0, 0, 142)), ("mask", 0.0, 0, (0, 0, 0, 0))),
-              ((("car",), (0, 0, 70)), ("mask", 0.6, 60, (0, 0, 1, 1))), ((("car",), (0, 0, 142)), ("frame",)),
-              ((("car",), (0, 0, 70)), ("frame",)), (((), (9, 9, 9)), ("mask", 0.5, 50, (0, 0, 1, 1)))]
-    profiles = label_profiles(summarise(events))
+    events = [((("car",), (0, 0, 142)), ("mask", 0.2, 20, (0, 0, 1, 1), True)), ((("car",), (0, 0, 142)), ("mask", 0.0, 0, (0, 0, 0, 0), True)),
+              ((("car",), (0, 0, 70)), ("mask", 0.6, 60, (0, 0, 1, 1), True)), ((("car",), (0, 0, 142)), ("frame", True, True)),
+              ((("car",), (0, 0, 70)), ("frame", True, True)), (((), (9, 9, 9)), ("mask", 0.5, 50, (0, 0, 1, 1), True))]
+    accs: dict = defaultdict(LabelAccumulator)
+    for key, event in events:
+        accs[key].add(event)
+    run = RunCounts()
+    run.add(("masks", None, 3))
+    profiles = label_profiles(resolve_labels(accs.items(), run), fraction_hists(accs.items()))
     assert set(profiles) == {("car",)}  # a colour without labels is no class
     car = profiles[("car",)]
     assert (car.masks, car.masks_present, car.total_pixels, car.frames) == (3, 2, 80, 2)
     assert car.colours == ((0, 0, 70), (0, 0, 142))
-    assert car.pixel_fraction_mean == pytest.approx(0.8 / 3)
+    assert car.pixel_fraction_mean == pytest.approx(0.8 / 3)  # over the run's 3 decoded masks, 0 where absent
     assert car.fraction_hist[4] == 1 and car.fraction_hist[12] == 1 and sum(car.fraction_hist) == 2
 
 
@@ -205,7 +212,7 @@ def test_retention_keeps_the_last_runs() -> None:
 
 def test_history_of_an_older_schema_is_carried_forward(tmp_path: Path) -> None:
     """History written by an earlier framebeam (fewer columns) is read in today's schema, new columns null."""
-    old = pa.table({"run_id": ["r0"], "labels": [["car"]], "frames": [1], "masks": [2], "masks_present": [1], "total_pixels": [5]})
+    old = pa.table({"run_id": ["r0"], "labels": [["car"]], "frames_present": [1], "masks": [2], "masks_present": [1], "total_pixels": [5]})
     conformed = history.conform(old, HISTORY)
     assert conformed.schema == HISTORY and conformed.column("components_mean").to_pylist() == [None]
 
@@ -258,7 +265,7 @@ def test_slices_equal_numpy_per_camera(three_runs: Path, drawn: list[Path]) -> N
     last = drawn[WINDOWS[-1]]
     got = defaultdict(dict)
     for value, labels, masks, present, pixels in query(
-            f"SELECT slice_value, labels, masks, masks_present, total_pixels FROM {table(three_runs, 'label_summary_by_slice')} "
+            f"SELECT slice_value, labels, masks_declared, masks_present, total_pixels FROM {table(three_runs, 'label_summary_by_slice')} "
             "WHERE slice_key = 'source_id'"):
         got[value][labels[0]] = (masks, present, pixels)
     expected = {}

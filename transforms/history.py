@@ -54,56 +54,37 @@ RUN_COLUMNS = ("run_id", "started_at", "published_at")
 # ---------------------------------------------------------------- this run's profiles
 
 
-def fraction_hist(fine: np.ndarray, absent: int) -> tuple[int, ...]:
-    """The 20-bin histogram over masks where present, from the accumulator's fine histogram of every mask
-    declaring the label (bin i: floor(1000 f), f = 1 alone in the last). Absent masks have f = 0 exactly,
-    so they are all in fine bin 0."""
-    fine = np.asarray(fine, dtype=np.int64).copy()
-    fine[0] -= absent
-    n = fine.size - 1
-    if n % HIST_BINS:
-        raise ValueError(f"{n} fine bins do not split into {HIST_BINS}")
-    coarse = fine[:n].reshape(HIST_BINS, n // HIST_BINS).sum(axis=1)
-    coarse[-1] += fine[n:].sum()
-    return tuple(int(c) for c in coarse)
-
-
-def label_profiles(items: Iterable[tuple[tuple[tuple[str, ...], tuple[int, int, int]], Any]]) -> dict[LabelKey, LabelProfile]:
-    """Per label (colours merged) profiles from the run's label accumulators, valued as label_summary values them."""
-    from transforms.schema import LABEL_SUMMARY
-    from transforms.summary import LabelAccumulator, label_summary_rows
-
+def label_profiles(classes: Iterable[Any], hists: Mapping[tuple, Sequence[int]] | None = None) -> dict[LabelKey, LabelProfile]:
+    """Per label (its colours merged) profiles from the run's ``summary.LabelSummary`` classes and their 20-bin
+    pixel-fraction histograms (``summary.fraction_hists``). Counts add up over colours; the pixel-fraction mean
+    too (each is over all decoded masks of the run); the quantiles are those of the label's most present colour."""
     groups: dict[LabelKey, list] = defaultdict(list)
-    for key, acc in items:
-        labels = tuple(key[0])
-        if labels:  # a colour declared without labels is no class
-            groups[labels].append((key, acc))
+    for s in classes:
+        if s.labels:  # a colour declared without labels is no class
+            groups[tuple(s.labels)].append(s)
+    hists = hists or {}
     profiles = {}
-    names = LABEL_SUMMARY.names
     for labels, group in sorted(groups.items()):
-        rows = [dict(zip(names, row)) for row in label_summary_rows(group)]
-        merged = LabelAccumulator()
-        for _, acc in group:
-            merged.merge(acc)
-        masks = sum(r["masks"] for r in rows)
-        present = sum(r["masks_present"] for r in rows)
-        if len(rows) == 1:
-            p50, p95 = rows[0]["pixel_fraction_p50"], rows[0]["pixel_fraction_p95"]
-        else:
-            p50, p95 = merged.quantile(0.5), merged.quantile(0.95)
+        top = max(group, key=lambda s: (s.masks_present, s.total_pixels))
+        hist = np.zeros(HIST_BINS, dtype=np.int64)
+        for s in group:
+            h = hists.get((tuple(s.labels), tuple(s.rgb)))
+            if h is not None:
+                hist += np.asarray(h, dtype=np.int64)
+        means = [s.pixel_fraction_mean for s in group if s.pixel_fraction_mean is not None]
         profiles[labels] = LabelProfile(
             labels=labels,
-            colours=tuple(sorted(tuple(k[1]) for k, _ in group)),
-            frames=sum(r["frames"] for r in rows),
-            masks=masks,
-            masks_present=present,
-            total_pixels=sum(r["total_pixels"] for r in rows),
-            pixel_fraction_mean=_weighted(rows, "pixel_fraction_mean", "masks"),
-            pixel_fraction_p50=p50,
-            pixel_fraction_p95=p95,
-            components_mean=_weighted(rows, "components_mean", "masks_present"),
-            holes_mean=_weighted(rows, "holes_mean", "masks_present"),
-            fraction_hist=fraction_hist(merged.hist, masks - present),
+            colours=tuple(sorted(tuple(s.rgb) for s in group)),
+            frames=sum(s.frames_present for s in group),
+            masks=sum(s.masks_declared for s in group),
+            masks_present=sum(s.masks_present for s in group),
+            total_pixels=sum(s.total_pixels for s in group),
+            pixel_fraction_mean=sum(means) if means else None,
+            pixel_fraction_p50=top.pixel_fraction_p50,
+            pixel_fraction_p95=top.pixel_fraction_p95,
+            components_mean=_weighted([s._asdict() for s in group], "components_mean", "masks_present"),
+            holes_mean=_weighted([s._asdict() for s in group], "holes_mean", "masks_present"),
+            fraction_hist=tuple(int(c) for c in hist),
         )
     return profiles
 
@@ -129,7 +110,7 @@ def label_rows(profiles: Mapping[LabelKey, LabelProfile], drift: Mapping[str, An
         rows.append({
             "slice_key": slice_key, "slice_value": slice_value,
             "labels": list(key), "colours": [list(c) for c in p.colours],
-            "frames": p.frames, "masks": p.masks, "masks_present": p.masks_present, "total_pixels": p.total_pixels,
+            "frames_present": p.frames, "masks": p.masks, "masks_present": p.masks_present, "total_pixels": p.total_pixels,
             "label_share": shares.get(key, 0.0) if shares else None,
             "presence_rate": p.presence_rate,
             "pixel_fraction_mean": p.pixel_fraction_mean, "pixel_fraction_p50": p.pixel_fraction_p50,
@@ -149,7 +130,7 @@ def profiles_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[LabelKey, Labe
     for r in rows:
         key = tuple(r["labels"] or ())
         out[key] = LabelProfile(
-            labels=key, colours=tuple(tuple(c) for c in (r.get("colours") or ())), frames=r.get("frames") or 0,
+            labels=key, colours=tuple(tuple(c) for c in (r.get("colours") or ())), frames=r.get("frames_present") or 0,
             masks=r.get("masks") or 0, masks_present=r.get("masks_present") or 0, total_pixels=r.get("total_pixels") or 0,
             pixel_fraction_mean=r.get("pixel_fraction_mean"), pixel_fraction_p50=r.get("pixel_fraction_p50"),
             pixel_fraction_p95=r.get("pixel_fraction_p95"), components_mean=r.get("components_mean"),
@@ -327,19 +308,26 @@ def _profile_from_tables(tables: PublishedTables, name: str) -> RunProfile:
 
 
 def _profiles_from_label_summary(table: pa.Table) -> dict[LabelKey, LabelProfile]:
+    """Profiles from label_summary rows: today's presence columns, or an older output's frames/masks."""
     groups: dict[LabelKey, list[dict]] = defaultdict(list)
     for row in table.to_pylist():
         if row.get("labels"):
             groups[tuple(row["labels"])].append(row)
+
+    def first(row: Mapping[str, Any], *names: str) -> int:
+        return next((row[n] for n in names if row.get(n) is not None), 0)
+
     out = {}
     for key, rows in groups.items():
-        top = max(rows, key=lambda r: r["masks"])
+        top = max(rows, key=lambda r: first(r, "masks_present", "frames"))
+        means = [r["pixel_fraction_mean"] for r in rows if r.get("pixel_fraction_mean") is not None]
         out[key] = LabelProfile(
-            labels=key, colours=tuple(sorted(tuple(r["rgb"]) for r in rows)), frames=sum(r["frames"] for r in rows),
-            masks=sum(r["masks"] for r in rows), masks_present=sum(r["masks_present"] for r in rows),
-            total_pixels=sum(r["total_pixels"] for r in rows),
-            pixel_fraction_mean=_weighted(rows, "pixel_fraction_mean", "masks"),
-            pixel_fraction_p50=top["pixel_fraction_p50"], pixel_fraction_p95=top["pixel_fraction_p95"],
+            labels=key, colours=tuple(sorted(tuple(r["rgb"]) for r in rows)),
+            frames=sum(first(r, "frames_present", "frames") for r in rows),
+            masks=sum(first(r, "masks_declared", "masks") for r in rows), masks_present=sum(first(r, "masks_present", "frames") for r in rows),
+            total_pixels=sum(first(r, "total_pixels") for r in rows),
+            pixel_fraction_mean=sum(means) if means and "masks_declared" in rows[0] else _weighted(rows, "pixel_fraction_mean", "masks"),
+            pixel_fraction_p50=top.get("pixel_fraction_p50"), pixel_fraction_p95=top.get("pixel_fraction_p95"),
             components_mean=_weighted(rows, "components_mean", "masks_present"),
             holes_mean=_weighted(rows, "holes_mean", "masks_present"),
         )
@@ -377,12 +365,12 @@ def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
 # ---------------------------------------------------------------- comparing this run
 
 
-def compare_run(items: Sequence, baseline_spec: str | None, output: str, storage_options: Mapping[str, Any] | None,
-                thresholds: Mapping[str, float], slices: Mapping[tuple[str, str | None], Sequence] | None = None) -> dict[str, Any]:
-    """This run's label items against its baseline: {"history": rows, "drift": summary.json view or None,
-    "issues": drift findings rows, "labels_present": n}."""
-    current = RunProfile(label_profiles(items), None, "this run",
-                         {k: label_profiles(v) for k, v in (slices or {}).items()})
+def compare_run(classes: Sequence, hists: Mapping | None, baseline_spec: str | None, output: str,
+                storage_options: Mapping[str, Any] | None, thresholds: Mapping[str, float], slices: Sequence = ()) -> dict[str, Any]:
+    """This run's classes (summary.LabelSummary, with their histograms; ``slices``: slices.SliceSummary) against
+    its baseline: {"history": rows, "drift": summary.json view or None, "issues": drift findings rows, "labels_present": n}."""
+    current = RunProfile(label_profiles(classes, hists), None, "this run",
+                         {(s.key, s.value): label_profiles(s.classes, s.hists) for s in slices})
     baseline = read_baseline(baseline_spec, output, storage_options) if baseline_spec else None
     rows: list[dict[str, Any]] = []
     issues: list[tuple] = []
@@ -473,7 +461,7 @@ def write_history(output: str, run_id: str, summary: dict[str, Any], compared: M
 
 @dataclass
 class CompareLabels(beam.PTransform):
-    """(the run's label items, its slice items or None) -> summary.json extras (per-label totals, drift), the drift findings' issues
+    """(the run's classes, their histograms, its slices) -> summary.json extras (per-label totals, drift), the drift findings' issues
     rows, and this run's history rows (for ``write_history`` at publish)."""
 
     baseline: str | None = None
@@ -486,15 +474,16 @@ class CompareLabels(beam.PTransform):
 
     def expand(self, inputs):
         from transforms.flattening import TableRows
-        from transforms.slices import group_slice_items
-        from transforms.summary import label_totals
+        from transforms.summary import TOP_LABELS, label_totals
 
-        label_items, slice_items = inputs
+        label_items, label_hists, slice_items = inputs
         compared = label_items | "CompareBaseline" >> beam.Map(
-            lambda items, sliced, *args: compare_run(items, *args, slices=group_slice_items(sliced[0]) if sliced else None),
-            beam.pvalue.AsList(slice_items), self.baseline, self.output, self.storage_options, dict(self.thresholds or {}))
+            lambda classes, hists, sliced, *args: compare_run(classes, hists[0] if hists else None, *args, slices=sliced[0] if sliced else ()),
+            beam.pvalue.AsList(label_hists), beam.pvalue.AsList(slice_items), self.baseline, self.output, self.storage_options,
+            dict(self.thresholds or {}))
         extras = (
             label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items))),
+            label_items | "LabelsOmitted" >> beam.Map(lambda items: ("labels_omitted", max(0, len(items) - TOP_LABELS))),
             compared | "DriftSummary" >> beam.FlatMap(lambda c: [("drift", c["drift"])] if c["drift"] is not None else []),
         ) | "SummaryExtras" >> beam.Flatten()
         drift_rows = compared | "DriftFindings" >> beam.FlatMap(lambda c: [TableRows("issues", c["issues"])] if c["issues"] else [])

@@ -7,8 +7,13 @@ its segment of the video in one forward pass (``transforms.video``), and a video
 frames spreads over workers segment by segment instead of landing on one.
 
 Per request the step yields rows for ``masks`` (decode columns), ``label_stats``, ``crops`` and
-``issues``, plus ``(frame key, (errors, warnings, label keys))`` so the ``frames`` table can mark a
-frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+``issues``, plus ``(frame key, (errors, warnings, label flags, table key))`` so the ``frames`` table can
+mark a frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+
+``label_stats`` has a row for every declared colour present in the mask and for every colour an ROI
+declared (its zero row says the ROI's class is missing: ``mask_colour_absent``). A class-table colour
+absent from the mask gets no row and no event: the summary counts those absences from run-level
+totals (see ``transforms.summary``), so cost follows what the masks hold, not the table's size.
 """
 from __future__ import annotations
 
@@ -24,11 +29,12 @@ from transforms import progress
 from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.findings import ERROR, Finding
 from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
+from transforms.joining import MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.statistics import analyse_mask
 from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
-from transforms.summary import LabelSummaryFn, label_summary_rows, summary_findings
+from transforms.summary import LabelSummaryFn, RunCountsFn, fraction_hists, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
 
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
@@ -62,12 +68,18 @@ class DecodeOptions:
 
 # --- analysing one decoded mask for one request ---------------------------------------------------------
 
+PRESENT = 1  # label flags: the colour has pixels in the mask
+ROI_DECLARED = 2  # an ROI of the frame declared it (not only the class table)
+
+
 class RequestResult(NamedTuple):
     tables: dict[str, list]
     frame_key: FrameKey
     errors: int
     warnings: int
-    label_keys: list[LabelKey]
+    label_flags: list[tuple[LabelKey, int]]  # one per label_stats row: PRESENT | ROI_DECLARED bits
+    table_key: str | None = None  # the class-table entry that declared the mask's colours (None: ROIs, or none)
+    decoded: bool = False
 
 
 def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
@@ -97,18 +109,22 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
             cache[key] = analysis
     stats = analysis.stats
     total = float(width * height)
-    label_rows, crop_rows, issues = [], [], []
+    label_rows, crop_rows, issues, flags = [], [], [], []
     ident = (req.frame_id, shard, line, req.source_id, req.mask_id)
     for i, (d, c) in enumerate(zip(decls, stats.colours)):
+        roi_declared = d.roi_index is not None
+        if not c.pixel_count and not roi_declared:
+            continue  # a table class this mask does not hold: no row (the summary counts it from run totals)
         bbox = c.bbox or (None, None, None, None)
         centroid = c.centroid or (None, None)
         labels = list(d.labels)
         label_rows.append((*ident, d.roi_index, labels, list(d.rgb), c.pixel_count, c.pixel_count / total,
                            *bbox, *centroid, c.tolerance_pixels, width, height))
+        flags.append(((d.labels, d.rgb), (PRESENT if c.pixel_count else 0) | (ROI_DECLARED if roi_declared else 0)))
         if c.pixel_count:
             crop_rows.append((*ident, d.roi_index, labels, list(d.rgb), *bbox, analysis.crops_rle[i],
                               analysis.crops_png[i] if analysis.crops_png else None))
-        else:
+        else:  # only an ROI's colour: the frame said this class is in the mask
             issues.append(finding_row(shard, line, req.frame_id, Finding(
                 "mask_colour_absent", req.path,
                 f"Colour {list(d.rgb)} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
@@ -124,9 +140,10 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
     mask_row = req.base_row + (width, height, mode, "ok", stats.undeclared_pixels, stats.n_undeclared_colours,
                                [{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
     errors = sum(1 for r in issues if r[3] == ERROR)
+    table_key = decls[0].table_key if decls and decls[0].roi_index is None else None
     return RequestResult(
         {"masks": [mask_row], "label_stats": label_rows, "crops": crop_rows, "issues": issues},
-        req.frame_key, errors, len(issues) - errors, [(tuple(d.labels), d.rgb) for d in decls],
+        req.frame_key, errors, len(issues) - errors, flags, table_key, True,
     )
 
 
@@ -210,8 +227,9 @@ def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> F
 # --- Beam ------------------------------------------------------------------------------------------------
 
 LABEL_KEYS = "label_keys"
-SLICE_MASKS = "slice_masks"  # (frame key, (source_id, (labels, rgb), mask event)) with --slice-by
 FRAME_COUNTS = "frame_counts"
+SLICE_MASKS = "slice_masks"  # with --slice-by: (frame key, (source_id, table key, decoded, [(label key, mask event)]))
+RUN_EVENTS = "run_events"  # decoded masks (and frames) per class-table entry: summary.RunCounts
 
 
 class Decoded(NamedTuple):
@@ -220,25 +238,33 @@ class Decoded(NamedTuple):
     measured: beam.PCollection        # TableRows of masks, label_stats, crops, issues
     decoded_frames: beam.PCollection  # TableRows of frames (frames with masks, counts including decoding's)
     label_summary: beam.PCollection   # TableRows of label_summary and label-level issues
-    label_items: beam.PCollection     # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
+    label_items: beam.PCollection     # one element: the run's list of summary.LabelSummary, for drift and summary.json
+    label_hists: beam.PCollection     # one element: {(labels, rgb): 20-bin pixel-fraction histogram where present}, for history
     slice_summary: beam.PCollection | None = None  # TableRows of label_summary_by_slice (with --slice-by)
-    slice_items: beam.PCollection | None = None    # one element: the list of ((key, value, labels, rgb), LabelAccumulator)
+    slice_items: beam.PCollection | None = None    # one element: the run's slices.SliceSummary list (with --slice-by)
 
 
 def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False) -> Iterator[Any]:
     tables: dict[str, list] = defaultdict(list)
-    decoded = 0
+    handled = 0
+    decoded: dict[str | None, int] = defaultdict(int)
     for r in results:
-        decoded += 1
+        handled += 1
+        if r.decoded:
+            decoded[r.table_key] += 1
         for table, rows in r.tables.items():
             tables[table].extend(rows)
-        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_keys)))
-        for row in r.tables.get("label_stats", ()):
-            key, event = (tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])
-            yield beam.pvalue.TaggedOutput(LABEL_KEYS, (key, event))
-            if slicing:
-                yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (row[3], key, event)))
-    progress.note(masks=decoded)
+        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_flags, r.table_key)))
+        events = [((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14], row[5] is not None))
+                  for row in r.tables.get("label_stats", ())]
+        for event in events:
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, event)
+        if slicing and r.tables.get("masks"):
+            source_id = r.tables["masks"][0][3]  # masks rows start frame_id, shard, line, source_id
+            yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (source_id, r.table_key, r.decoded, events)))
+    for key, n in decoded.items():
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("masks", key, n))
+    progress.note(masks=handled)
     for table, rows in tables.items():
         if rows:
             yield TableRows(table, rows)
@@ -248,15 +274,21 @@ def merge_frame(key_and_groups) -> Iterator[Any]:
     """The frames row of a frame with masks, its counts including decode-level findings."""
     _, groups = key_and_groups
     errors = warnings = 0
-    labels: set[LabelKey] = set()
-    for e, w, keys in groups["counts"]:
+    labels: dict[LabelKey, int] = defaultdict(int)
+    table_keys: set[str] = set()
+    for e, w, flags, table_key in groups["counts"]:
         errors += e
         warnings += w
-        labels.update(keys)
+        for label, f in flags:
+            labels[label] |= f
+        if table_key is not None:
+            table_keys.add(table_key)
     for row in groups["frame"]:
         yield TableRows("frames", [with_frame_counts(row, errors, warnings)])
-    for label in labels:
-        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame",)))
+    for label, f in labels.items():
+        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame", bool(f & PRESENT), bool(f & ROI_DECLARED))))
+    if table_keys:
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("frame", tuple(sorted(table_keys))))
 
 
 @dataclass
@@ -264,6 +296,7 @@ class DecodeMasks(beam.PTransform):
     """Mask requests -> masks/label_stats/crops/issues rows, frames rows of frames with masks, label_summary."""
 
     options: DecodeOptions = field(default_factory=DecodeOptions)
+    mask_labels: MaskLabels | None = None  # the class table: its classes absent from every mask still get a summary row
 
     def __post_init__(self):
         super().__init__()
@@ -275,36 +308,50 @@ class DecodeMasks(beam.PTransform):
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
             | "GroupByObject" >> beam.GroupByKey()
             | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts), bool(opts.slice_by)))
-            .with_outputs(FRAME_COUNTS, LABEL_KEYS, SLICE_MASKS, main="rows")
+            .with_outputs(FRAME_COUNTS, LABEL_KEYS, RUN_EVENTS, SLICE_MASKS, main="rows")
         )
         frames = (
             {"frame": joined.pending_frames, "counts": decoded[FRAME_COUNTS]}
             | "JoinFrameCounts" >> beam.CoGroupByKey()
-            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, main="rows")
+            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, RUN_EVENTS, main="rows")
         )
-        label_items = (
+        run_counts = (
+            (decoded[RUN_EVENTS], frames[RUN_EVENTS])
+            | "AllRunEvents" >> beam.Flatten()
+            | "CountRun" >> beam.CombineGlobally(RunCountsFn())
+        )
+        label_accs = (
             (decoded[LABEL_KEYS], frames[LABEL_KEYS])
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
             | "ListLabels" >> beam.combiners.ToList()
         )
+        label_items = label_accs | "ResolveLabels" >> beam.Map(resolve_labels, beam.pvalue.AsSingleton(run_counts), self.mask_labels)
+        label_hists = label_accs | "LabelHistograms" >> beam.Map(fraction_hists)
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
         ])
         if not opts.slice_by:
-            return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items)
-        from transforms.slices import group_slice_items, slice_events, slice_summary_rows
+            return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items,
+                           label_hists=label_hists)
+        from transforms.slices import SLICE_RUN_EVENTS, resolve_slices, slice_events, slice_summary_rows
 
-        keys = opts.slice_by
-        slice_items = (
+        keys, mask_labels = opts.slice_by, self.mask_labels
+        events = (
             {"frame": joined.frame_slices, "masks": decoded[SLICE_MASKS]}
             | "JoinSlices" >> beam.CoGroupByKey()
             | "SliceEvents" >> beam.FlatMap(lambda kv: slice_events(kv[1]["frame"], kv[1]["masks"], keys))
+            .with_outputs(SLICE_RUN_EVENTS, main="labels")
+        )
+        slice_runs = (events[SLICE_RUN_EVENTS] | "CountSlices" >> beam.CombinePerKey(RunCountsFn())
+                      | "ListSliceCounts" >> beam.combiners.ToList())
+        slice_items = (
+            events.labels
             | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
             | "ListSlices" >> beam.combiners.ToList()
+            | "ResolveSlices" >> beam.Map(lambda accs, runs: resolve_slices(accs, runs, mask_labels), beam.pvalue.AsSingleton(slice_runs))
         )
-        slice_summary = slice_items | "SliceRows" >> beam.Map(
-            lambda items: TableRows("label_summary_by_slice", slice_summary_rows(group_slice_items(items))))
+        slice_summary = slice_items | "SliceRows" >> beam.Map(lambda items: TableRows("label_summary_by_slice", slice_summary_rows(items)))
         return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items,
-                       slice_summary=slice_summary, slice_items=slice_items)
+                       label_hists=label_hists, slice_summary=slice_summary, slice_items=slice_items)

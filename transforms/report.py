@@ -106,7 +106,7 @@ def _labels_section(labels: list[LabelRow] | None) -> Markup:
     shown = labels[:MAX_CHART_LABELS]
     bars = [Bar(label_name(r.labels), r.frames, r.colours[0],
                 f"{len(r.colours)} colours" if len(r.colours) > 1 else f"colour {list(r.colours[0])}") for r in shown]
-    note = "Frames in which each label was declared for a decoded mask, bars in the label's own colour."
+    note = "Frames in which each label has pixels in a decoded mask, bars in the label's own colour."
     if len(labels) > len(shown):
         note += f" Top {len(shown)} of {len(labels):,} labels."
     return _section("labels", "Label frequency", svg_bar_chart(bars, chart_id="label-frequency"), note)

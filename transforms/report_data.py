@@ -237,23 +237,25 @@ class LabelRow(NamedTuple):
 
 
 def label_rows(folder: OutputFolder) -> list[LabelRow] | None:
-    """One row per label (its colours merged), most frames first; None when label_summary was not written."""
+    """One row per label (its colours merged), most present first; None when label_summary was not written."""
     files = folder.files("label_summary")
     if not files:
         return None
-    table = read_whole(folder, files, ["labels", "rgb", "frames", "masks_present", "pixel_fraction_p50", "pixel_fraction_p95"])
+    table = read_whole(folder, files, ["labels", "rgb", "frames_present", "masks_present", "total_pixels",
+                                       "pixel_fraction_p50", "pixel_fraction_p95"])
     merged: dict[tuple[str, ...], dict[str, Any]] = {}
     for row in table.to_pylist():
         key = tuple(row["labels"] or ())
-        m = merged.setdefault(key, {"colours": [], "frames": 0, "present": 0, "p50": row["pixel_fraction_p50"],
+        m = merged.setdefault(key, {"colours": [], "frames": 0, "present": 0, "pixels": 0, "p50": row["pixel_fraction_p50"],
                                     "p95": row["pixel_fraction_p95"], "top": -1})
         m["colours"].append(tuple(row["rgb"]))
-        m["frames"] += row["frames"]
+        m["frames"] += row["frames_present"]
         m["present"] += row["masks_present"]
-        if row["frames"] > m["top"]:  # quantiles of the label's most common colour
-            m["top"], m["p50"], m["p95"] = row["frames"], row["pixel_fraction_p50"], row["pixel_fraction_p95"]
-    rows = [LabelRow(k, m["colours"], m["frames"], m["present"], m["p50"], m["p95"]) for k, m in merged.items()]
-    return sorted(rows, key=lambda r: (-r.frames, r.labels))
+        m["pixels"] += row["total_pixels"]
+        if row["masks_present"] > m["top"]:  # quantiles of the label's most present colour
+            m["top"], m["p50"], m["p95"] = row["masks_present"], row["pixel_fraction_p50"], row["pixel_fraction_p95"]
+    rows = [(LabelRow(k, m["colours"], m["frames"], m["present"], m["p50"], m["p95"]), m["pixels"]) for k, m in merged.items()]
+    return [r for r, _ in sorted(rows, key=lambda rp: (-rp[0].masks_present, -rp[0].frames, -rp[1], rp[0].labels))]
 
 
 def label_stats_sample(folder: OutputFolder) -> SampledTable | None:

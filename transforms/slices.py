@@ -9,9 +9,10 @@ A frame or source without the value falls in the slice whose value is null.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
+import apache_beam as beam
 import orjson
 
 FRAME_KEYS = ("context_id",)
@@ -58,35 +59,65 @@ def frame_slice_values(context_id: str | None, meta_text: str | None, keys: Sequ
     return tuple(out)
 
 
+SLICE_RUN_EVENTS = "slice_run_events"  # ((key, value), summary.RunCounts event): decoded masks and table use per slice
+
+
+class SliceSummary(NamedTuple):
+    """One slice of the run: its classes counted as label_summary counts them, and their histograms."""
+
+    key: str
+    value: str | None
+    classes: list  # summary.LabelSummary, most present first
+    hists: dict  # (labels, rgb) -> 20-bin pixel-fraction histogram over masks where present
+
+
 def slice_events(frame_values: Iterable[tuple[tuple[str, str | None], ...]], masks: Iterable[tuple], keys: Sequence[str]):
-    """Label events keyed by (key, value, labels, rgb) for one frame: ``frame_values`` (one element: the frame's
-    values; none when the frame was not planned for decoding) and its decoded masks' (source_id, label key, event)."""
+    """One frame's events per slice. ``frame_values``: one element, the frame's values (none when the frame was
+    not planned for decoding); ``masks``: its decoded masks' (source_id, table key, decoded, [(label key, event)]).
+
+    Main output: ((key, value, labels, rgb), event) as summary.LabelAccumulator takes them (mask events, then one
+    frame event per slice and label); tagged SLICE_RUN_EVENTS: ((key, value), event) as summary.RunCounts takes them.
+    """
     values = dict(next(iter(frame_values), ()))
-    seen: set = set()
-    for source_id, label_key, event in masks:
-        labels, rgb = label_key
+    flags: dict[tuple, list[bool]] = {}
+    tables: dict[tuple, set] = defaultdict(set)
+    for source_id, table_key, decoded, events in masks:
         for key in keys:
             value = source_id if key == "source_id" else values.get(key)
-            out_key = (key, value, tuple(labels), tuple(rgb))
-            yield out_key, event
-            if out_key not in seen:
-                seen.add(out_key)
-                yield out_key, ("frame",)
+            if decoded:
+                yield beam.pvalue.TaggedOutput(SLICE_RUN_EVENTS, ((key, value), ("masks", table_key, 1)))
+                if table_key is not None:
+                    tables[(key, value)].add(table_key)
+            for (labels, rgb), event in events:
+                out_key = (key, value, tuple(labels), tuple(rgb))
+                yield out_key, event
+                f = flags.setdefault(out_key, [False, False])
+                f[0] |= bool(event[2])  # pixels: present
+                f[1] |= bool(event[4])  # declared by an ROI
+    for out_key, (present, roi) in flags.items():
+        yield out_key, ("frame", present, roi)
+    for slice_key, table_keys in tables.items():
+        yield beam.pvalue.TaggedOutput(SLICE_RUN_EVENTS, (slice_key, ("frame", tuple(sorted(table_keys)))))
 
 
-def group_slice_items(items: Iterable[tuple[tuple, Any]]) -> dict[SliceKey, list]:
-    """((key, value, labels, rgb), accumulator) items -> {(key, value): [((labels, rgb), accumulator)]}."""
-    out: dict[SliceKey, list] = defaultdict(list)
-    for (key, value, labels, rgb), acc in items:
-        out[(key, value)].append(((labels, rgb), acc))
-    return dict(out)
+def resolve_slices(accs: Iterable[tuple[tuple, Any]], runs: Iterable[tuple[tuple, Any]], mask_labels=None) -> list[SliceSummary]:
+    """Every slice's classes, resolved like the run's (summary.resolve_labels) with the slice's own counts."""
+    from transforms.summary import RunCounts, fraction_hist, resolve_labels
+
+    by_slice: dict[SliceKey, list] = defaultdict(list)
+    for (key, value, labels, rgb), acc in accs:
+        by_slice[(key, value)].append(((labels, rgb), acc))
+    counts = dict(runs)
+    out = []
+    for slice_key in sorted(set(by_slice) | set(counts), key=lambda k: (k[0], k[1] is None, k[1] or "")):
+        items = by_slice.get(slice_key, [])
+        classes = resolve_labels(items, counts.get(slice_key) or RunCounts(), mask_labels)
+        out.append(SliceSummary(slice_key[0], slice_key[1], classes, {k: fraction_hist(a) for k, a in items}))
+    return out
 
 
-def slice_summary_rows(grouped: Mapping[SliceKey, Sequence]) -> list[tuple]:
+def slice_summary_rows(slices: Sequence[SliceSummary]) -> list[tuple]:
     """``label_summary_by_slice`` rows: the slice's key and value, then label_summary's columns."""
     from transforms.summary import label_summary_rows
 
-    rows = []
-    for (key, value), items in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1] is None, kv[0][1] or "")):
-        rows.extend((key, value, *row) for row in label_summary_rows(items))
-    return rows
+    return [(s.key, s.value, *row) for s in slices for row in label_summary_rows(s.classes)]
