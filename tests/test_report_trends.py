@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import run_cli
 from tests.synthetic_history import EVIL_LABEL, synthetic_history
 from tests.test_history import COLOURS, draw_masks, write_frames
-from tests.test_report import CHROMIUM, chromium, elements
+from tests.browser import CHROMIUM, chromium, layout_check
+from tests.test_report import elements
 from transforms.report import render_report
 from transforms.report_trends import MAX_TREND_LABELS
 from transforms.writing import write_parquet
@@ -83,3 +84,6 @@ def test_chromium_renders_the_trends(long_history: dict, tmp_path: Path) -> None
     ids = {a.get("id") for _, a, _ in elements(dom.stdout)}
     assert {"trends", "run-history", "trend-label-0"} <= ids
     assert len([1 for tag, a, _ in elements(dom.stdout) if tag == "polyline"]) >= MAX_TREND_LABELS
+    checked = layout_check(long_history["path"], tmp_path)
+    mine = [c for c in checked["clipped"] if str(c.get("svg") or "").startswith(("trend", "run-history"))]
+    assert mine == [], mine  # no label or tick of the trends section is cut off
