@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from tests.browser import CHROMIUM, chromium
 from tests.conftest import run_cli
 from transforms import report_data
 from transforms.flattening import rows_to_table
@@ -22,7 +22,6 @@ from transforms.markup import Markup, h, join
 from transforms.report import render_report, write_report
 from transforms.report_data import OutputFolder, pick_row_groups, row_groups, worst_frames
 
-CHROMIUM = Path("/usr/bin/chromium")
 MASK_W, MASK_H = 400, 300  # wider than the 320 px preview: the report must downscale it
 CAR, ROAD, EVIL = (0, 0, 142), (128, 64, 128), (255, 0, 0)
 EVIL_LABEL = "<script>alert(1)</script>"
@@ -253,12 +252,6 @@ def test_missing_summary_says_what_to_point_at(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- headless Chromium
-
-
-def chromium(*args: str, profile: Path, timeout: float = 90) -> subprocess.CompletedProcess:
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

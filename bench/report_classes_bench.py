@@ -1,6 +1,6 @@
 """How long report.html takes with a big class table: building it in Python, and rendering it in headless Chromium.
 
-    .venv/bin/python bench/report_bench.py [--classes 150] [--masks 400] [--repeat 3]
+    .venv/bin/python bench/report_classes_bench.py [--classes 150] [--masks 400] [--repeat 3]
 
 Input: ``tests.many_classes`` (Pillow-drawn random polygons, a Zipf-like long tail of classes, a few
 classes never drawn), run through ``framebeam run`` with the table as --mask-labels. Chromium times:
