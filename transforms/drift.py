@@ -187,6 +187,8 @@ def compare_profiles(current: Mapping[LabelKey, LabelProfile], baseline: Mapping
         per_label.append(row)
     fraction_js = [(r["fraction_js"], r["labels"]) for r in per_label if r["fraction_js"] is not None]
     label_js, label_js_labels = min(fraction_js, key=lambda t: (-t[0], t[1]), default=(None, None))
+    if not label_js:
+        label_js_labels = None  # no label moved: none to name
     _, worst = linf_distance(p, q)
     present_now = {k for k, v in current.items() if v.masks_present > 0}
     present_before = {k for k, v in baseline.items() if v.masks_present > 0}
