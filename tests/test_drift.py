@@ -26,7 +26,7 @@ from transforms.drift import (
 from transforms.findings import CODES
 from transforms.flattening import rows_to_table
 from transforms.history import read_baseline
-from transforms.schema import LABEL_SUMMARY
+from transforms.schema import LABEL_STATS, LABEL_SUMMARY
 from transforms.writing import write_parquet
 
 CAR, ROAD, ROAD_RECOLOURED, TREE, PERSON = (0, 0, 142), (128, 64, 128), (128, 64, 64), (107, 142, 35), (220, 20, 60)
@@ -244,8 +244,11 @@ def test_an_output_from_before_presence_columns_still_reads(tmp_path: Path) -> N
 
 
 def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int], pixels: int) -> tuple:
-    return (f"{shard}#{line}", shard, line, "front", "00", None, labels, list(rgb), pixels, pixels / 1000,
-            0, 0, 5, 2, 2.0, 1.0, 0, 10, 100)
+    """A label_stats row of a 10 x 100 mask by column name (the rest plausible filler), in the schema's order."""
+    values = {"frame_id": f"{shard}#{line}", "shard": shard, "line": line, "source_id": "front", "mask_id": "00",
+              "labels": labels, "rgb": list(rgb), "pixel_count": pixels, "pixel_fraction": pixels / 1000,
+              "mask_width": 10, "mask_height": 100}
+    return tuple(values.get(f.name, None if f.nullable else 0) for f in LABEL_STATS)
 
 
 def test_baseline_from_label_stats_of_an_old_output(tmp_path: Path) -> None:
@@ -276,6 +279,13 @@ def test_stale_label_folder_from_an_earlier_run_is_ignored(tmp_path: Path) -> No
 
 def test_previous_without_any_earlier_run_is_no_baseline(tmp_path: Path) -> None:
     assert read_baseline("previous", str(tmp_path / "fresh-output")) is None
+
+
+def test_previous_of_an_output_written_before_history(tmp_path: Path) -> None:
+    """No history tables yet: `previous` is the output's current run, read from its label_summary."""
+    out = write_output(tmp_path / "old", {"label_summary": [summary_row(["car"], CAR, 10, 4)]})
+    base = read_baseline("previous", out)
+    assert base.profile.source == "label_summary" and base.profile.labels[("car",)].masks_present == 4
 
 
 def test_metric_names_cover_every_metric() -> None:

@@ -251,6 +251,26 @@ def test_history_rows_equal_numpy_and_drift_equals_plain_python(three_runs: Path
     assert {"linf", "js", "psi"} <= set(summary["drift"]["label_distribution"]) and "label_js" in summary["drift"]
 
 
+@pytest.mark.slow
+def test_history_with_a_class_table(drawn: list[Path], tmp_path: Path) -> None:
+    """Colours from --mask-labels (no ROIs): absent classes send nothing, yet every class has its history row."""
+    table_file = tmp_path / "classes.json"
+    table_file.write_text(json.dumps({name: list(rgb) for name, rgb in COLOURS.items()}))
+    windows = [slice(0, 8), slice(20, 28)]
+    out = tmp_path / "out"
+    for i, window in enumerate(windows):
+        frames = [{"id": m.stem, "sources": [{"id": "cam", "uri": "unused.jpg", "masks": [{"id": "00", "uri": str(m)}]}]}
+                  for m in drawn[window]]
+        path = tmp_path / f"f{i}.jsonl"
+        path.write_text("".join(json.dumps(f) + "\n" for f in frames))
+        assert run_cli("run", "--input", str(path), "--mask-labels", str(table_file), "--output", str(out),
+                       "--baseline", "previous", "--quiet") == 0
+    runs = runs_rows(out)
+    refs = [numpy_profile(drawn[w], COLOURS) for w in windows]
+    for i, run in enumerate(runs):
+        check_run_against_numpy(out, run["run_id"], refs[i], refs[i - 1] if i else None)
+
+
 def test_finding_counts_of_each_run(three_runs: Path) -> None:
     summary = json.loads((three_runs / "summary.json").read_text())
     last = runs_rows(three_runs)[-1]
