@@ -46,6 +46,7 @@ from transforms.schema import HISTORY, HISTORY_RUNS
 from transforms.uris import redact_uri
 
 KEEP_HISTORY = 30
+MAX_SLICES = 100  # per-slice drift entries kept in summary.json (all slices are in history and label_summary_by_slice)
 PREVIOUS = "previous"  # --baseline previous
 SUCCESS_MARKER = "_SUCCESS"
 RUN_COLUMNS = ("run_id", "started_at", "published_at")
@@ -106,6 +107,8 @@ def label_rows(profiles: Mapping[LabelKey, LabelProfile], drift: Mapping[str, An
     per_label = {tuple(r["labels"]): r for r in (drift or {}).get("per_label", ())}
     rows = []
     for key, p in sorted(profiles.items()):
+        if slice_key is not None and not p.masks_present:
+            continue  # a slice keeps rows only for labels drawn in it: many slices x a big class table stays small
         d = per_label.get(key) or {}
         rows.append({
             "slice_key": slice_key, "slice_value": slice_value,
@@ -399,7 +402,10 @@ def compare_run(classes: Sequence, hists: Mapping | None, baseline_spec: str | N
         drift = {"baseline": baseline.name, "baseline_run_id": baseline.profile.run_id, "baseline_source": baseline.profile.source,
                  "thresholds": dict(thresholds), **summary_view(result)}
         if current.slices:
-            drift["slices"] = slice_results
+            # The slices that moved most (breaches first); a high-cardinality key must not bloat summary.json.
+            slice_results.sort(key=lambda r: (not r.get("breaches"), -(r.get("js") or 0.0), r["slice_key"], r["slice_value"] or ""))
+            drift["slices"] = slice_results[:MAX_SLICES]
+            drift["slices_compared"] = len(slice_results)
     return {"history": rows, "drift": drift, "issues": issues,
             "labels_present": sum(1 for p in current.labels.values() if p.masks_present > 0)}
 

@@ -164,7 +164,7 @@ _RUN = [
 
 HISTORY = pa.schema([
     *_RUN,
-    _col("slice_key", pa.string(), "null for the whole run; else the --slice-by key (`source_id`, `context_id`, `meta.<path>`) of this row."),
+    _col("slice_key", pa.string(), "null for the whole run (a row per declared label); else the --slice-by key (`source_id`, `context_id`, `meta.<path>`): a row per label present in the slice."),
     _col("slice_value", pa.string(), "The slice's value (null when the frame or source has none)."),
     _col("labels", pa.list_(pa.string()), "Class labels (one row per label, its colours merged).", False),
     _col("colours", pa.list_(_RGB), "Colours the label was declared in."),
