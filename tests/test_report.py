@@ -28,7 +28,7 @@ EVIL_LABEL = "<script>alert(1)</script>"
 EVIL_FRAME_ID = '<img src=x onerror="alert(2)">'
 # label -> frames declaring it; the chart must show one bar per label, longest first.
 LABEL_FRAMES = {"car": 6, "road": 4, EVIL_LABEL: 2}
-SECTIONS = ("headline", "findings", "labels", "bbox-sizes", "worst-frames", "mask-preview", "run")
+SECTIONS = ("headline", "findings", "labels", "bbox-sizes", "shapes", "worst-frames", "mask-preview", "run")
 
 
 def draw_mask(index: int) -> np.ndarray:
@@ -186,7 +186,7 @@ def test_convert_output_says_what_is_missing(outputs: dict[str, Path]) -> None:
     sections = re.findall(r'<section id="([^"]+)">(.*?)</section>', page)
     for section_id, body in sections:
         says_no_decode = "written by `convert` or with --no-decode" in body and "Run `framebeam run`" in body
-        assert says_no_decode == (section_id in ("labels", "pixel-fractions", "bbox-sizes")), section_id
+        assert says_no_decode == (section_id in ("labels", "pixel-fractions", "bbox-sizes", "shapes")), section_id
     assert "label-frequency" not in ids
     assert "No decoded still-image mask" in page
 

@@ -2,10 +2,14 @@
 mask_outside_roi, read back with DuckDB."""
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import query, run_cli, table
 from tests.test_masks_pipeline import BLUE, GREEN, RED, png_bytes, write_frames
@@ -83,6 +87,17 @@ def test_shape_columns_findings_and_summary(inputs, tmp_path):
     assert by_label["road"] == (1.0, 1, 0.0, 0)
     assert by_label["sky"] == (None, None, None, None)
 
+    # the report: an info tile, and the fragments section with the worst (mask, label) drawn
+    html = (out / "report.html").read_text()
+    assert re.search(r'<div class="tile info"><div class="num">2</div>', html)
+    section = html[html.index('<section id="shapes">'):]
+    section = section[:section.index("</section>")]
+    assert "Most fragmented" in section and "car" in section and "3 components, 1 hole(s)" in section
+    png = base64.b64decode(re.search(r'class="crop"[^>]*src="data:image/png;base64,([^"]+)"', section).group(1))
+    crop = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    expected = np.all(shaped_mask()[5:45, 2:52] == RED, axis=-1)  # the car's bbox: x 2..51, y 5..44
+    assert np.array_equal(np.all(crop == RED, axis=-1), expected)
+
 
 @pytest.mark.slow
 def test_info_never_fails_validate(inputs, tmp_path):
@@ -103,6 +118,7 @@ def test_no_shape_stats_and_thresholds(inputs, tmp_path):
                    "--max-outside-roi", "0.02", parallel=True) == 0  # worker processes: polys travel pickled
     stats = label_stats(out)
     assert stats[("a", "car")] == (None, None, None, None, 3, 294)
+    assert "No shape columns in this output" in (out / "report.html").read_text()
     codes = {c for (c,) in query(f"SELECT code FROM {table(out, 'issues')}")}
     assert "mask_speckle" not in codes and "mask_outside_roi" not in codes  # 3/294 = 1.0% < 2%
     out2 = tmp_path / "out2"

@@ -23,9 +23,9 @@ from transforms.findings import CODES
 from transforms.markup import Markup, h, join
 from transforms.report_charts import (Distribution, axis_ticks, css_colour, nice_ceiling, short, svg_axis, svg_bar_cell, svg_box_cell,
                                       svg_histogram)
-from transforms.report_data import (PREVIEW_MAX_WIDTH, LabelRow, OutputFolder, SampledTable, codes_of_frames, distributions,
-                                    finding_examples, group_by_label, label_name, label_rows, label_stats_sample, mask_preview,
-                                    worst_frames)
+from transforms.report_data import (FRAGMENT_CROP_MAX, PREVIEW_MAX_WIDTH, LabelRow, OutputFolder, SampledTable, codes_of_frames, distributions,
+                                    finding_examples, fragment_rows, group_by_label, label_name, label_rows, label_stats_sample,
+                                    mask_preview, worst_fragmented, worst_frames)
 from transforms.report_trends import RECENT_RUNS, TRENDS_CSS, Trends, read_trends, svg_run_strip, svg_sparkline
 from transforms.uris import redact_uri
 
@@ -60,12 +60,14 @@ def _headline(summary: Mapping[str, Any]) -> Markup:
     valid = int(summary.get("valid_frames") or 0)
     findings = summary.get("findings") or {}
     errors, warnings = int(findings.get("error") or 0), int(findings.get("warning") or 0)
+    info = int(findings.get("info") or 0)
     valid_pct = f"{valid / frames:.1%}" if frames else "–"
     verdict = ""
     passed = summary.get("passed")
     if isinstance(passed, bool):
         verdict = h('<div class="verdict {}">{}</div>', "pass" if passed else "fail", "PASSED" if passed else "FAILED")
-    tiles = [("frames", f"{frames:,}"), ("valid", valid_pct), ("errors", f"{errors:,}"), ("warnings", f"{warnings:,}")]
+    tiles = [("frames", f"{frames:,}"), ("valid", valid_pct), ("errors", f"{errors:,}"), ("warnings", f"{warnings:,}"),
+             ("info", f"{info:,}")]
     tiles_html = join(h('<div class="tile {name}"><div class="num">{}</div><div class="lbl">{name}</div></div>', v, name=name)
                       for name, v in tiles)
     meta = join((
@@ -83,7 +85,8 @@ def _findings_section(folder: OutputFolder) -> Markup:
         return _section("findings", "Findings by code", Markup('<p class="ok">No findings.</p>'))
     examples = finding_examples(folder, counts)
     rows = []
-    for code, n in sorted(counts.items(), key=lambda kv: (by_code[kv[0]].get("severity") != "error", -kv[1], kv[0])):
+    rank = {"error": 0, "warning": 1, "info": 2}  # info last: counted, never failing
+    for code, n in sorted(counts.items(), key=lambda kv: (rank.get(by_code[kv[0]].get("severity"), 1), -kv[1], kv[0])):
         severity = by_code[code].get("severity") or (CODES[code].severity if code in CODES else "?")
         found = examples.by_code.get(code, [])
         places = [e for e in found if e.shard is not None]
@@ -219,6 +222,43 @@ def _bbox_section(labels: list[LabelRow] | None, sample: SampledTable | None) ->
 
 def _swatch(rgb: Sequence[int]) -> Markup:
     return h('<span class="swatch" style="background:{}"></span>', css_colour(rgb))
+
+
+def _shapes_section(folder: OutputFolder) -> Markup:
+    """The labels with the most fragments per mask, and the worst (mask, label) drawn small."""
+    title = "Fragments and holes"
+    rows = fragment_rows(folder)
+    if rows is None:
+        reason = NO_DECODE if not folder.files("label_summary") else (
+            "No shape columns in this output (written with --no-shape-stats, or by a framebeam without them).")
+        return _section("shapes", title, _missing(reason))
+    by_code = folder.summary.get("findings_by_code") or {}
+    specks = int((by_code.get("mask_speckle") or {}).get("count") or 0)
+    outside = int((by_code.get("mask_outside_roi") or {}).get("count") or 0)
+    params = folder.summary.get("parameters") or {}
+    table = _table(["class", "masks with pixels", "components mean", "p95", "holes mean", "p95"], [
+        (h("{}{}", _swatch(r.rgb), label_name(r.labels)), f"{r.masks_present:,}", f"{r.components_mean:,.1f}",
+         f"{r.components_p95:,}" if r.components_p95 is not None else "–",
+         f"{r.holes_mean:,.1f}" if r.holes_mean is not None else "–", f"{r.holes_p95:,}" if r.holes_p95 is not None else "–")
+        for r in rows], "compact")
+    worst = worst_fragmented(folder)
+    example: Markup | str = ""
+    if worst is not None:
+        x0, y0, x1, y1 = worst.bbox
+        caption = h('<p><b>Most fragmented:</b> {}{} in frame <code>{}</code> ({}): {:,} components, {} hole(s), smallest {} '
+                    'pixel(s); its box x {}..{}, y {}..{} (every component drawn, however small).</p>', _swatch(worst.rgb), label_name(worst.labels), worst.frame_id or "",
+                    _location(worst.shard, worst.line), worst.components, "?" if worst.holes is None else f"{worst.holes:,}",
+                    "?" if worst.smallest is None else f"{worst.smallest:,}", x0, x1 - 1, y0, y1 - 1)
+        image = ""
+        if worst.png is not None:
+            scale = max(1, FRAGMENT_CROP_MAX // max(worst.width, worst.height))  # small crops enlarged, pixels kept sharp
+            image = h('<img class="crop" alt="crop of the most fragmented label" width="{}" height="{}" src="data:image/png;base64,{}"/>',
+                      worst.width * scale, worst.height * scale, base64.b64encode(worst.png).decode("ascii"))
+        example = h('<div class="fragments">{}{}</div>', caption, image)
+    note = (f"Per mask where the class is present: 8-connected components and enclosed holes (docs/SHAPES.md); the "
+            f"{len(rows)} classes with the most components on average. {specks:,} mask_speckle finding(s) (components under "
+            f"{params.get('min_component_pixels', 4)} pixels, info), {outside:,} mask_outside_roi warning(s).")
+    return _section("shapes", title, join((table, example)), note)
 
 
 def _worst_section(folder: OutputFolder) -> Markup:
@@ -372,7 +412,7 @@ h1{font-size:20px;margin:4px 0 12px}h2{font-size:16px;margin:0 0 6px}
 section,header{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:14px 18px;margin:0 0 14px}
 .tiles{display:flex;gap:12px;flex-wrap:wrap}.tile{min-width:130px;padding:8px 14px;border-radius:6px;background:#f0f2f5}
 .tile .num{font-size:26px;font-weight:600}.tile .lbl{color:#5a6270;text-transform:uppercase;font-size:11px;letter-spacing:.05em}
-.tile.errors .num{color:#b3261e}.tile.warnings .num{color:#a15c00}
+.tile.errors .num{color:#b3261e}.tile.warnings .num{color:#a15c00}.tile.info .num{color:#2f5f9e}
 .verdict{float:right;font-size:22px;font-weight:700;padding:10px 18px;border-radius:6px;color:#fff}
 .verdict.pass{background:#1e7b34}.verdict.fail{background:#b3261e}
 .meta,.note,.dim{color:#5a6270}.note{margin:0 0 8px;font-size:13px}.missing{color:#7a5200;background:#fff6e0;padding:8px;border-radius:4px}
@@ -380,7 +420,8 @@ section,header{background:#fff;border:1px solid #dde1e7;border-radius:8px;paddin
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eceef2;vertical-align:top}
 th{color:#5a6270;font-weight:600}table.compact{width:auto}
 .sev{display:inline-block;padding:1px 7px;border-radius:10px;font-size:12px;color:#fff;background:#888}
-.sev.error{background:#b3261e}.sev.warning{background:#c77700}.sev.ok{background:#1e7b34}
+.sev.error{background:#b3261e}.sev.warning{background:#c77700}.sev.info{background:#2f5f9e}.sev.ok{background:#1e7b34}
+.fragments img.crop{image-rendering:pixelated;border:1px solid #ccd;max-width:100%}
 .msg{color:#5a6270;font-size:12px;margin-top:2px;word-break:break-word}.loc{white-space:nowrap}
 code{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}table.findings td:nth-child(2) code{white-space:nowrap;word-break:normal}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:14px}.pair>section{min-width:0}
@@ -415,6 +456,7 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
         _trends_section(read_trends(folder)),
         _findings_section(folder),
         _label_sections(labels, sample, int((summary.get("masks") or {}).get("decoded") or 0)),
+        _shapes_section(folder),
         _worst_section(folder),
         _preview_section(folder, storage_options),
         _run_section(summary),

@@ -295,6 +295,114 @@ def group_by_label(labels: Sequence[Sequence[str] | None], values: np.ndarray) -
     return {k: values[np.asarray(v)] for k, v in index.items()}
 
 
+# ---------------------------------------------------------------- shape quality
+
+FRAGMENT_LABELS = 10
+FRAGMENT_CROP_MAX = 240  # the worst example's crop is shown at most this many pixels wide or high
+
+
+class FragmentRow(NamedTuple):
+    labels: tuple[str, ...]
+    rgb: tuple[int, int, int]
+    masks_present: int
+    components_mean: float
+    components_p95: int | None
+    holes_mean: float | None
+    holes_p95: int | None
+
+
+def fragment_rows(folder: OutputFolder, k: int = FRAGMENT_LABELS) -> list[FragmentRow] | None:
+    """The k (labels, colour) with the most components per mask on average (then p95); None when the
+    output has no shape columns (written before them, or with --no-shape-stats)."""
+    files = folder.files("label_summary")
+    if not files:
+        return None
+    names = set(folder.parquet(files[0]).schema_arrow.names)
+    if "components_mean" not in names:
+        return None
+    table = read_whole(folder, files, ["labels", "rgb", "masks_present", "components_mean", "components_p95", "holes_mean", "holes_p95"])
+    rows = [FragmentRow(tuple(r["labels"] or ()), tuple(r["rgb"]), r["masks_present"], r["components_mean"], r["components_p95"],
+                        r["holes_mean"], r["holes_p95"])
+            for r in table.to_pylist() if r["components_mean"] is not None]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: (-r.components_mean, -(r.components_p95 or 0), r.labels, r.rgb))
+    return rows[:k]
+
+
+@dataclass(frozen=True)
+class WorstFragments:
+    """The label_stats row with the most components, and its crop drawn small."""
+
+    frame_id: str | None
+    shard: str
+    line: int
+    labels: tuple[str, ...]
+    rgb: tuple[int, int, int]
+    components: int
+    holes: int | None
+    smallest: int | None
+    bbox: tuple[int, int, int, int]
+    png: bytes | None  # the crop (the label's pixels in its colour), None when the crops table has none
+    width: int
+    height: int
+
+
+def worst_fragmented(folder: OutputFolder) -> WorstFragments | None:
+    """The (mask, label) with most components, skipping row groups whose max ``components`` cannot beat it."""
+    best: tuple[int, str, int] | None = None  # (components, path, row group)
+    best_index = -1
+    for path in folder.files("label_stats"):
+        pf = folder.parquet(path)
+        if "components" not in pf.schema_arrow.names:
+            return None
+        for i in range(pf.metadata.num_row_groups):
+            group_max = _max_statistic(pf.metadata, i, "components")
+            if group_max is None or (best is not None and group_max <= best[0]):
+                continue
+            values = pf.read_row_group(i, columns=["components"]).column("components")
+            top = pc.max(values).as_py()
+            if top is not None and (best is None or top > best[0]):
+                best = (top, path, i)
+                best_index = int(pc.index(values, top).as_py())
+    if best is None or best[0] <= 1:
+        return None
+    columns = ["frame_id", "shard", "line", "source_id", "mask_id", "labels", "rgb", "components", "holes",
+               "smallest_component_pixels", "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1"]
+    row = folder.parquet(best[1]).read_row_group(best[2], columns=columns).slice(best_index, 1).to_pylist()[0]
+    bbox = (row["bbox_x0"], row["bbox_y0"], row["bbox_x1"], row["bbox_y1"])
+    png, width, height = _fragment_crop(folder, row, bbox)
+    return WorstFragments(row["frame_id"], row["shard"], row["line"], tuple(row["labels"] or ()), tuple(row["rgb"]),
+                          row["components"], row["holes"], row["smallest_component_pixels"], bbox, png, width, height)
+
+
+def _fragment_crop(folder: OutputFolder, row: Mapping[str, Any], bbox: tuple[int, int, int, int]) -> tuple[bytes | None, int, int]:
+    """The row's crop from the crops table, reduced so that every speck stays visible (a block is
+    drawn when any of its pixels is the label's), the label in its colour on a light background."""
+    from pycocotools import mask as coco_mask
+
+    where = (ds.field("shard") == row["shard"]) & (ds.field("line") == row["line"]) & (ds.field("bbox_x0") == bbox[0])
+    where &= (ds.field("bbox_y0") == bbox[1]) & (ds.field("bbox_x1") == bbox[2]) & (ds.field("bbox_y1") == bbox[3])
+    crops = filtered_rows(folder, folder.files("crops"), ["source_id", "mask_id", "rgb", "rle_counts"], where).to_pylist()
+    match = [c for c in crops if c["rgb"] == row["rgb"] and c["source_id"] == row["source_id"] and c["mask_id"] == row["mask_id"]]
+    if not match:
+        return None, 0, 0
+    x0, y0, x1, y1 = bbox
+    h, w = y1 - y0, x1 - x0
+    crop = coco_mask.decode({"size": [h, w], "counts": match[0]["rle_counts"].encode("ascii")}).astype(bool)
+    step = max(1, math.ceil(max(h, w) / FRAGMENT_CROP_MAX))
+    if step > 1:
+        padded = np.zeros((math.ceil(h / step) * step, math.ceil(w / step) * step), dtype=bool)
+        padded[:h, :w] = crop
+        crop = padded.reshape(padded.shape[0] // step, step, padded.shape[1] // step, step).any(axis=(1, 3))
+    rgb = np.full(crop.shape + (3,), 236, dtype=np.uint8)
+    rgb[crop] = row["rgb"]
+    image = Image.fromarray(rgb, "RGB")
+    buf = io.BytesIO()
+    image.save(buf, "PNG", optimize=True)
+    return buf.getvalue(), image.width, image.height
+
+
 # ---------------------------------------------------------------- mask preview
 
 
