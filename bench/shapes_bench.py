@@ -4,11 +4,12 @@
     .venv/bin/python bench/shapes_bench.py run [--masks 600] [--classes 8|150] [--repeat 2] [--data DIR]
     .venv/bin/python bench/shapes_bench.py real [--shared ../shared]
 
-kernel: per mask, on one core, the time of pyspng's decode alone (the baseline) against the label
-        image (until the one-pass kernel hands its own over, transforms.shapes.label_image_from_packed),
-        shape_stats (components, holes, sizes, specks) and pixels_outside for a box poly per present
-        colour; on Pillow-drawn random polygon masks (1920x1080, 8 colours, and a 150-class table with 20
-        present), smooth blob masks (1920x1080, 8 colours) and the real CamVid masks (32 classes).
+kernel: per mask, on one core, the time of pyspng's decode alone (the baseline) against the one-pass
+        kernel (decode + statistics + RLE crops: statistics.analyse_mask_bytes, which also returns the
+        label image), shape_stats on that label image (components, holes, sizes, specks) and
+        pixels_outside for a box poly per present colour; on Pillow-drawn random polygon masks
+        (1920x1080, 8 colours, and a 150-class table with 20 present), smooth blob masks (1920x1080, 8
+        colours) and the real CamVid masks (32 classes).
 run:    ``framebeam run`` end to end on 2 cores over --masks polygon masks, every present colour declared
         by an ROI with a box poly, with shape statistics on (the default) and with --no-shape-stats,
         alternating, plus a single-process Pillow decode-only loop over the same PNGs (the kernel issue's
@@ -41,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from transforms.shapes import label_image_from_packed, pixels_outside, shape_stats  # noqa: E402
-from transforms.statistics import pack_rgb  # noqa: E402
+from transforms.statistics import pack_rgb  # noqa: E402  (real: label images of the real masks)
 
 WIDTH, HEIGHT = 1920, 1080
 
@@ -115,7 +116,7 @@ def best_ms(step, repeat: int) -> float:
 def kernel(args) -> None:
     import pyspng
 
-    from transforms.decoding import decode_mask_bytes
+    from transforms.statistics import analyse_mask_bytes
 
     cases = []
     eight = table(8)
@@ -132,31 +133,29 @@ def kernel(args) -> None:
         for path in sorted(camvid.glob("*.png"))[: args.masks]:
             cases.append(("CamVid 960x720, 32 classes", path.read_bytes(), colours))
     # compile / load the kernels before timing
-    packed = decode_mask_bytes(cases[0][1]).packed
-    shape_stats(label_image_from_packed(packed, [pack_rgb(c) for c in cases[0][2]]), len(cases[0][2]))
+    shape_stats(analyse_mask_bytes(cases[0][1], cases[0][2], rle=True)[1].labels, len(cases[0][2]))
 
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; best of {args.repeat} per mask, one core")
     results: dict[str, list[tuple[float, ...]]] = {}
     for name, data, colours in cases:
-        codes = [pack_rgb(c) for c in colours]
         t_decode = best_ms(lambda: pyspng.load(data), args.repeat)
-        packed = decode_mask_bytes(data).packed
-        t_labels = best_ms(lambda: label_image_from_packed(packed, codes), args.repeat)
-        labels = label_image_from_packed(packed, codes)
-        t_shapes = best_ms(lambda: shape_stats(labels, len(codes)), args.repeat)
-        stats = shape_stats(labels, len(codes))
-        boxes = bboxes(labels, len(codes))
+        t_kernel = best_ms(lambda: analyse_mask_bytes(data, colours, rle=True), args.repeat)
+        labels = analyse_mask_bytes(data, colours, rle=True)[1].labels
+        t_shapes = best_ms(lambda: shape_stats(labels, len(colours)), args.repeat)
+        stats = shape_stats(labels, len(colours))
+        boxes = bboxes(labels, len(colours))
         counts = np.bincount(labels.ravel(), minlength=256)
 
         def outside():
             for i, bbox in boxes.items():
                 pixels_outside(stats.runs, i, int(counts[i]), bbox, [box_poly(bbox)], labels.shape[1])
         t_outside = best_ms(outside, args.repeat)
-        results.setdefault(name, []).append((t_decode, t_labels, t_shapes, t_outside, len(stats.runs.x0)))
-    print(f"{'masks':48} {'n':>3} {'pyspng decode':>13} {'label image':>11} {'shapes':>8} {'outside':>8} {'shapes/decode':>13} {'runs':>8}")
+        results.setdefault(name, []).append((t_decode, t_kernel, t_shapes, t_outside, len(stats.runs.x0)))
+    print(f"{'masks (median over masks of the best of --repeat)':48} {'n':>3} {'pyspng':>9} {'kernel+RLE':>10} {'shapes':>8} "
+          f"{'outside':>8} {'kernel/pyspng':>13} {'(kernel+shapes)/pyspng':>22} {'runs':>7}")
     for name, rows in results.items():
-        d, lab, s, o, runs = (float(np.median(col)) for col in zip(*rows))
-        print(f"{name:48} {len(rows):3d} {d:10.2f} ms {lab:8.2f} ms {s:5.2f} ms {o:5.2f} ms {s / d:13.2f} {runs:8.0f}")
+        d, k, s, o, runs = (float(np.median(col)) for col in zip(*rows))
+        print(f"{name:48} {len(rows):3d} {d:6.2f} ms {k:7.2f} ms {s:5.2f} ms {o:5.2f} ms {k / d:13.2f} {(k + s) / d:22.2f} {runs:7.0f}")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
