@@ -368,9 +368,10 @@ class DecodeAndMeasureFn(beam.DoFn):
     def setup(self):
         # The mask kernel's machine code loads once per worker process (~0.5 s of CPU from numba's on-disk
         # cache, bench/first_mask_bench.py): here, not inside the first mask's --mask-decode-timeout.
-        from transforms import kernel
+        from transforms import kernel, shapes
 
         kernel.load()
+        shapes.load()  # likewise the shape passes (uint8 label images: fewer than 255 declared colours)
 
     def process(self, element):
         key, requests = element

@@ -493,13 +493,21 @@ def pixels_outside(runs: Runs, label: int, pixel_count: int, bbox: tuple[int, in
     return int(pixel_count) - int(inside)
 
 
-def warm() -> None:
-    """Compile (or load from numba's on-disk cache) every shape kernel, for uint8 and uint16 label
-    images; kernel.warm calls it when the worker image is built."""
-    for dtype, n in ((np.uint8, 2), (np.uint16, 300)):
+def load(dtypes=(np.uint8,)) -> None:
+    """Load (or compile) the shape kernels for label images of these dtypes: a worker's decode step
+    calls it in its set-up, so the first mask's --mask-decode-timeout does not pay for it."""
+    for dtype in dtypes:
+        n = 2 if dtype == np.uint8 else 300
         labels = np.array([[0, 1, 1], [1, 0, np.iinfo(dtype).max]], dtype=dtype)
         stats = shape_stats(labels, n)
         pixels_outside(stats.runs, 1, 3, (0, 0, 3, 2), [[0, 0, 2, 0, 2, 2, -999999999, 0, 0, 1, 0, 1, 1]], 3)
+
+
+def warm() -> None:
+    """Compile (or load from numba's on-disk cache) every shape kernel, for uint8 and uint16 label
+    images; kernel.warm calls it when the worker image is built."""
+    load((np.uint8, np.uint16))
+    for n in (2, 300):
         label_image_from_packed(np.array([[0, 5]], np.uint32), list(range(n)), 1)
 
 
