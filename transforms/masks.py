@@ -26,7 +26,7 @@ from transforms.content_types import infer_content_type, is_video_type
 from transforms.flattening import TableRows, declared_size, finding_row, mask_base_row, undecoded, with_frame_counts
 from transforms.joining import Declaration, JoinedFrame
 from transforms.statistics import analyse_mask
-from transforms.storage import open_binary, permanent_error_code, read_bytes
+from transforms.storage import ReadProblem, open_mask, permanent_error_code, read_mask
 from transforms.summary import LabelSummaryFn, label_summary_rows, summary_findings
 from transforms.uris import UriPolicy, redact_uri, resolve_uri, strip_userinfo
 
@@ -60,6 +60,7 @@ class DecodeOptions:
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
     mask_decode_timeout: float = 60.0
+    max_mask_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self):
         if self.video_segment_ms <= 0:
@@ -71,7 +72,7 @@ class DecodeOptions:
             max_mask_pixels=job.max_mask_pixels, colour_tolerance=job.colour_tolerance, crop_png=job.crop_png,
             policy=UriPolicy(tuple(job.allow_uri_prefixes), job.allow_http),
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
-            mask_decode_timeout=job.mask_decode_timeout,
+            mask_decode_timeout=job.mask_decode_timeout, max_mask_bytes=getattr(job, "max_mask_bytes", 256 * 1024 * 1024),
         )
 
 
@@ -210,18 +211,18 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
     if first.is_video:
         yield from _analyse_video(requests, options)
         return
-    try:
-        data = read_bytes(first.read_uri, options.storage_options)
-    except Exception as exc:  # noqa: BLE001 - classified below; transient errors re-raise for a retry
-        code = permanent_error_code(exc)
-        if code is None:
-            raise
-        for req in requests:
-            yield failed_request(req, _unreadable(req, code, exc, "mask"))
-        return
     from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 
-    deadline = DecodeDeadline(options.mask_decode_timeout)  # from read to the last statistics; reading retries on its own
+    # One budget from the first byte read to the last statistics: a stalled server counts too.
+    deadline = DecodeDeadline(options.mask_decode_timeout)
+    try:
+        data = read_mask(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+                         max_bytes=options.max_mask_bytes, deadline=deadline)
+    except ReadProblem as problem:
+        message = f"Cannot read mask {redact_uri(first.read_uri)}: {problem.message}."
+        for req in requests:
+            yield failed_request(req, Finding(problem.code, req.path, message))
+        return
     cache: dict = {}
     analysed = 0
     try:
@@ -247,7 +248,15 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
     analysed_frame: np.ndarray | None = None
     cache: dict = {}
     try:
-        with open_binary(first.read_uri, options.storage_options) as f:
+        f = open_mask(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+                      max_bytes=options.max_mask_bytes)
+    except ReadProblem as problem:
+        message = f"Cannot read mask video {redact_uri(first.read_uri)}: {problem.message}."
+        for req in requests:
+            yield failed_request(req, Finding(problem.code, req.path, message))
+        return
+    try:
+        with f:
             for result in decode_video_frames(f, list(by_ts), start_ms=max(start, 0), max_pixels=options.max_mask_pixels):
                 reqs = by_ts.pop(result.timestamp_ms, [])
                 if result.error_code:
@@ -261,10 +270,8 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
                     analysed_frame, cache = result.packed, {}
                 for req in reqs:
                     yield analyse_request(req, result.packed, "video", options, cache)
-    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed
-        code = permanent_error_code(exc)
-        if code is None:
-            raise
+    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed: a finding, never a crash
+        code = permanent_error_code(exc) or "mask_unreadable"
         for reqs in by_ts.values():
             for req in reqs:
                 yield failed_request(req, _unreadable(req, code, exc, "mask video"))
