@@ -457,28 +457,36 @@ def _array_elements(raw, limits: ReadLimits) -> Iterator[RawRecord]:
                 "json_invalid", "", f"The document ends inside array element {index} (byte offset {start:,}): truncated. "
                 f"The {index - 1:,} elements before it are kept."), start)
             return
-        if size == 0:  # ',,' or a stray character the scanner cannot start a value with
-            yield RawRecord(index, sc.buf[sc.pos:sc.pos + 64], Finding("json_invalid", "", f"Array element {index} (byte offset {start:,}) is empty."), start)
-            sc.pos += 1
-            sc.skip_ws()
-            continue
-        if size > limits.max_record_bytes:
-            yield RawRecord(index, sc.head, Finding(
+        head = sc.head or element[:RAW_TEXT_LIMIT]
+        sc.skip_ws()
+        sep = sc.peek(1)
+        if sep not in (b",", b"]", b""):
+            # Text after the value that is no separator: the value and everything up to the next ',' or
+            # ']' (outside strings and brackets) is one bad element; the elements after it are kept.
+            where = sc.offset()
+            while sc.peek(1) not in (b",", b"]", b""):
+                junk, _ = sc.element(limits.max_record_bytes)
+                if junk is None:
+                    break
+                if not junk:
+                    sc.pos += 1
+                sc.skip_ws()
+            yield RawRecord(index, head, Finding(
+                "json_invalid", "", f"Array element {index} (byte offset {start:,}) is followed by text that is neither ',' nor ']' "
+                f"at byte offset {where:,}; the element is skipped up to the next ','."), start)
+            sep = sc.peek(1)
+        elif size == 0:  # ',,' or a stray character the scanner cannot start a value with
+            yield RawRecord(index, b"", Finding("json_invalid", "", f"Array element {index} (byte offset {start:,}) is empty."), start)
+        elif size > limits.max_record_bytes:
+            yield RawRecord(index, head, Finding(
                 "record_too_large", "", f"Array element {index} (byte offset {start:,}) has {size:,} bytes, more than "
                 f"--max-record-bytes={limits.max_record_bytes:,}; split it, or raise the limit if such frames are expected."), start)
         else:
-            yield RawRecord(index, element, None, start)
-        sc.skip_ws()
-        sep = sc.peek(1)
+            yield RawRecord(index, element, _element_problem(element), start)
         if sep == b",":
             sc.pos += 1
             sc.skip_ws()
             nxt = sc.peek(1)
-            if nxt == b",":
-                yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"An empty array element after element {index} "
-                                                                          f"(byte offset {sc.offset():,}) is skipped."), sc.offset())
-                index += 1
-                continue
             if nxt == b"]":
                 yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"A trailing ',' after array element {index} "
                                                                           f"(byte offset {sc.offset():,}); the elements are kept."), sc.offset())
@@ -499,25 +507,21 @@ def _array_elements(raw, limits: ReadLimits) -> Iterator[RawRecord]:
             yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"The document ends after array element {index} "
                                                                       f"(byte offset {sc.offset():,}) without its closing ']': truncated."), sc.offset())
             return
-        # Text that is no separator: it and everything up to the next ',' or ']' (outside strings and
-        # brackets) is skipped as one bad element; the elements after it are kept.
-        where = sc.offset()
-        raw_text = sc.buf[sc.pos:sc.pos + RAW_TEXT_LIMIT]
-        ended = False
-        while sc.peek(1) not in (b",", b"]"):
-            junk, _ = sc.element(limits.max_record_bytes)
-            if junk is None or (not junk and not sc.peek(1)):
-                ended = True
-                break
-            sc.skip_ws()
-        index += 1
-        yield RawRecord(index, raw_text, Finding(
-            "json_invalid", "", f"Expected ',' or ']' after array element {index - 1}, found {sep!r} at byte offset {where:,}; "
-            "the text up to the next ',' is skipped as one bad element."), where)
-        if ended or sc.peek(1) == b"]":
-            return
-        sc.pos += 1  # the ','
-        sc.skip_ws()
+        yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"Unexpected {sep!r} after array element {index} "
+                                                                  f"(byte offset {sc.offset():,})."), sc.offset())
+        return
+
+
+def _element_problem(element: bytes) -> Finding | None:
+    """Only for elements cut one by one (their batch did not parse): what the strict parser says about
+    this one, so NaN, 1e400 or a lone surrogate is named even where validation's fast path would pass it."""
+    try:
+        orjson.loads(element)
+        return None
+    except orjson.JSONDecodeError:
+        from transforms.validation import parse_record
+
+        return parse_record(element)[1]
 
 
 class _Scanner:
@@ -589,7 +593,8 @@ class _Scanner:
         start = self.pos
         dropped = 0
         if self.peek(1) in (b"{", b"[", b'"'):
-            scan, depth = start, 0
+            scan = start
+            open_brackets: list[bytes] = []  # a '}' closing a '[' closes up to the nearest '{': broken text ends somewhere
             while True:
                 closed = None
                 m = None
@@ -598,14 +603,16 @@ class _Scanner:
                         break
                     bracket = m.group(2)
                     if bracket is None:
-                        if depth == 0:
+                        if not open_brackets:
                             closed = m.end()
                             break
                     elif bracket in b"{[":
-                        depth += 1
+                        open_brackets.append(b"}" if bracket == b"{" else b"]")
                     else:
-                        depth -= 1
-                        if depth == 0:
+                        if bracket in open_brackets:
+                            while open_brackets.pop() != bracket:
+                                pass
+                        if not open_brackets:
                             closed = m.end()
                             break
                 else:
