@@ -480,12 +480,12 @@ def open_mask(uri: str, *, policy: UriPolicy | None = None, storage_options: dic
     try:
         if not scheme:
             real = check_local_file(uri, policy, max_bytes)
-            flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-            fd = os.open(real, flags)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                os.close(fd)
+            extra = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+            f = open(real, "rb", opener=lambda p, flags: os.open(p, flags | extra))  # noqa: SIM115 - the caller closes it
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                f.close()
                 raise ReadProblem("mask_unreadable", "not a regular file; only regular files are read")
-            return os.fdopen(fd, "rb")
+            return f
         if scheme in HTTP_SCHEMES:
             return io.BytesIO(read_mask(uri, policy=policy, max_bytes=max_bytes, deadline=deadline))
         problem = credentials_problem(scheme, storage_options)
