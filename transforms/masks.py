@@ -33,7 +33,7 @@ from transforms.joining import MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.statistics import analyse_mask
 from transforms.steps import Joined
-from transforms.storage import ReadProblem, open_mask, permanent_error_code, read_mask
+from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
 from transforms.summary import LabelSummaryFn, RunCountsFn, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
 
@@ -204,7 +204,7 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
     analysed_frame: np.ndarray | None = None
     cache: dict = {}
     try:
-        f = open_mask(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+        f = open_mask_file(first.read_uri, policy=options.policy, storage_options=options.storage_options,
                       max_bytes=options.max_mask_bytes)
     except ReadProblem as problem:
         message = f"Cannot read mask video {redact_uri(first.read_uri)}: {problem.message}."

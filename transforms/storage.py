@@ -466,7 +466,7 @@ def _read_http(url: str, max_bytes: int, budget: _Budget) -> bytes:
     raise ReadProblem("mask_unreadable", f"{redact(last)}, still failing after {HTTP_ATTEMPTS} attempts")
 
 
-def open_mask(uri: str, *, policy: UriPolicy | None = None, storage_options: dict[str, Any] | None = None,
+def open_mask_file(uri: str, *, policy: UriPolicy | None = None, storage_options: dict[str, Any] | None = None,
               max_bytes: int = DEFAULT_MAX_MASK_BYTES, deadline=None):
     """A seekable binary file of a mask video, opened under the same checks as ``read_mask`` (raises
     ReadProblem). Local and bucket objects are streamed (size checked first); http(s) is read whole."""
