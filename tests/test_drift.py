@@ -18,6 +18,7 @@ from transforms.drift import (
     read_label_counts,
 )
 from transforms.flattening import rows_to_table
+from transforms.schema import LabelStatsRow, LabelSummaryRow
 from transforms.writing import write_parquet
 
 CAR, ROAD, ROAD_RECOLOURED, TREE, PERSON = (0, 0, 142), (128, 64, 128), (128, 64, 64), (107, 142, 35), (220, 20, 60)
@@ -38,9 +39,11 @@ def drift_codes(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setitem(findings.CODES, code, info)
 
 
-def summary_row(labels: list[str], rgb: tuple[int, int, int], frames: int) -> tuple:
+def summary_row(labels: list[str], rgb: tuple[int, int, int], frames: int) -> LabelSummaryRow:
     """A label_summary row; only labels, rgb and frames matter for drift, the rest is plausible filler."""
-    return (labels, list(rgb), frames, frames, frames, frames * 100, 0.1, 0.0, 0.2, 0.1, 0.2, 10.0, 10.0)
+    return LabelSummaryRow(labels=labels, rgb=list(rgb), frames=frames, masks=frames, masks_present=frames,
+                           total_pixels=frames * 100, pixel_fraction_mean=0.1, pixel_fraction_min=0.0, pixel_fraction_max=0.2,
+                           pixel_fraction_p50=0.1, pixel_fraction_p95=0.2, bbox_width_mean=10.0, bbox_height_mean=10.0)
 
 
 def write_output(directory: Path, tables: dict[str, list[tuple]], listed: list[str] | None = None) -> str:
@@ -87,27 +90,27 @@ def test_known_answer(current: str, baseline: str) -> None:
 def test_findings_have_the_drift_codes(current: str, baseline: str, drift_codes: None) -> None:
     result = compare_runs(current, baseline, max_drift=0.25)
     rows = drift_findings(result)
-    by_code = {row[4]: row for row in rows}
+    by_code = {row.code: row for row in rows}
     assert sorted(by_code) == sorted(DRIFT_CODES)
-    assert by_code["drift_distribution_exceeded"][3] == "error"
-    assert by_code["drift_label_appeared"][3] == "warning"
-    for shard, line, frame_id, *_ in rows:  # dataset-level findings: no record to point at
-        assert (shard, line, frame_id) == (None, None, None)
-    message = by_code["drift_distribution_exceeded"][6]
+    assert by_code["drift_distribution_exceeded"].severity == "error"
+    assert by_code["drift_label_appeared"].severity == "warning"
+    for row in rows:  # dataset-level findings: no record to point at
+        assert (row.shard, row.line, row.frame_id) == (None, None, None)
+    message = by_code["drift_distribution_exceeded"].message
     assert "0.3000" in message and "['car']" in message and "--max-drift" in message
-    assert "person" in by_code["drift_label_appeared"][6]
-    assert "tree" in by_code["drift_label_vanished"][6]
+    assert "person" in by_code["drift_label_appeared"].message
+    assert "tree" in by_code["drift_label_vanished"].message
 
 
 def test_distribution_finding_only_above_the_threshold(current: str, baseline: str, drift_codes: None) -> None:
     result = compare_runs(current, baseline, max_drift=0.35)
     assert result["distribution"]["exceeded"] is False
-    assert "drift_distribution_exceeded" not in {row[4] for row in drift_findings(result)}
+    assert "drift_distribution_exceeded" not in {row.code for row in drift_findings(result)}
     # The threshold given to drift_findings wins over the one the result was computed with.
-    assert "drift_distribution_exceeded" in {row[4] for row in drift_findings(result, 0.29)}
+    assert "drift_distribution_exceeded" in {row.code for row in drift_findings(result, 0.29)}
     unbounded = compare_runs(current, baseline)
     assert unbounded["distribution"]["exceeded"] is None
-    assert "drift_distribution_exceeded" not in {row[4] for row in drift_findings(unbounded)}
+    assert "drift_distribution_exceeded" not in {row.code for row in drift_findings(unbounded)}
 
 
 def test_same_labels_no_drift(baseline: str, drift_codes: None) -> None:
@@ -125,9 +128,10 @@ def test_a_label_in_two_colours_counts_both(tmp_path: Path) -> None:
     assert counts.colours == {("car",): {CAR, (0, 0, 70)}}
 
 
-def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int]) -> tuple:
-    return (f"{shard}#{line}", shard, line, "front", "00", None, labels, list(rgb), 10, 0.1,
-            0, 0, 5, 2, 2.0, 1.0, 0, 10, 10)
+def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int]) -> LabelStatsRow:
+    return LabelStatsRow(frame_id=f"{shard}#{line}", shard=shard, line=line, source_id="front", mask_id="00", roi_index=None,
+                         labels=labels, rgb=list(rgb), pixel_count=10, pixel_fraction=0.1, bbox_x0=0, bbox_y0=0, bbox_x1=5,
+                         bbox_y1=2, centroid_x=2.0, centroid_y=1.0, tolerance_pixels=0, mask_width=10, mask_height=10)
 
 
 def test_output_without_label_summary_uses_label_stats(tmp_path: Path) -> None:

@@ -43,5 +43,5 @@ def test_rows_and_quantiles():
 def test_dataset_level_findings():
     items = summarise([((("car",), (1, 1, 1)), ("frame",))] * 100 + [((("car",), (2, 2, 2)), ("frame",))]
                       + [((("bus",), (1, 1, 1)), ("frame",))])
-    codes = {row[4] for row in summary_findings(items, min_label_frames=5)}
+    codes = {row.code for row in summary_findings(items, min_label_frames=5)}
     assert codes == {"label_multiple_colours", "colour_multiple_labels", "label_few_samples", "label_imbalance"}

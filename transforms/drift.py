@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from transforms.findings import Finding
 from transforms.flattening import finding_row
+from transforms.schema import IssueRow
 from transforms.uris import redact_uri
 
 LabelKey = tuple[str, ...]
@@ -195,7 +196,7 @@ def compare_runs(current: str, baseline: str, storage_options: dict[str, Any] | 
 # ---------------------------------------------------------------- findings
 
 
-def drift_findings(result: Mapping[str, Any], max_drift: float | None = None) -> list[tuple]:
+def drift_findings(result: Mapping[str, Any], max_drift: float | None = None) -> list[IssueRow]:
     """Dataset-level ``issues`` rows for a drift result; ``max_drift`` defaults to the one it was computed with."""
     if max_drift is None:
         max_drift = result["distribution"].get("max_drift")

@@ -23,8 +23,9 @@ import numpy as np
 from transforms import progress
 from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.findings import ERROR, Finding
-from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
+from transforms.flattening import TableRows, finding_row, with_frame_counts
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
+from transforms.schema import CropRow, IssueRow, LabelStatsRow, MaskRow
 from transforms.statistics import analyse_mask
 from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
@@ -61,18 +62,32 @@ class DecodeOptions:
 
 # --- analysing one decoded mask for one request ---------------------------------------------------------
 
+class LabelResult(NamedTuple):
+    """One declared colour in one decoded mask: what label_summary accumulates for it."""
+
+    key: LabelKey  # (labels, rgb)
+    pixel_fraction: float
+    pixel_count: int
+    bbox: tuple[int | None, int | None, int | None, int | None]  # (x0, y0, x1, y1); all None without pixels
+
+
 class RequestResult(NamedTuple):
-    tables: dict[str, list]
+    """Everything one request yields: its rows, its frame's extra finding counts and its per-label results."""
+
     frame_key: FrameKey
+    mask: MaskRow
+    issues: list[IssueRow]
     errors: int
     warnings: int
-    label_keys: list[LabelKey]
+    labels: list[LabelResult] = []  # one per declared colour; none when the mask was not decoded
+    label_stats: list[LabelStatsRow] = []
+    crops: list[CropRow] = []
 
 
 def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
-    row = req.base_row + undecoded(finding.code)
-    issue = finding_row(req.frame_key[0], req.frame_key[1], req.frame_id, finding)
-    return RequestResult({"masks": [row], "issues": [issue]}, req.frame_key, 1, 0, [])
+    shard, line = req.frame_key
+    issue = finding_row(shard, line, req.frame_id, finding)
+    return RequestResult(req.frame_key, req.row._replace(status=finding.code), [issue], errors=1, warnings=0)
 
 
 def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: DecodeOptions,
@@ -96,21 +111,32 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
             cache[key] = analysis
     stats = analysis.stats
     total = float(width * height)
-    label_rows, crop_rows, issues = [], [], []
-    ident = (req.frame_id, shard, line, req.source_id, req.mask_id)
+    results: list[LabelResult] = []
+    label_rows: list[LabelStatsRow] = []
+    crop_rows: list[CropRow] = []
+    issues: list[IssueRow] = []
     for i, (d, c) in enumerate(zip(decls, stats.colours)):
-        bbox = c.bbox or (None, None, None, None)
-        centroid = c.centroid or (None, None)
-        labels = list(d.labels)
-        label_rows.append((*ident, d.roi_index, labels, list(d.rgb), c.pixel_count, c.pixel_count / total,
-                           *bbox, *centroid, c.tolerance_pixels, width, height))
+        x0, y0, x1, y1 = c.bbox or (None, None, None, None)
+        cx, cy = c.centroid or (None, None)
+        labels, rgb = list(d.labels), list(d.rgb)
+        fraction = c.pixel_count / total
+        results.append(LabelResult((tuple(d.labels), tuple(d.rgb)), fraction, c.pixel_count, (x0, y0, x1, y1)))
+        label_rows.append(LabelStatsRow(
+            frame_id=req.frame_id, shard=shard, line=line, source_id=req.source_id, mask_id=req.mask_id,
+            roi_index=d.roi_index, labels=labels, rgb=rgb, pixel_count=c.pixel_count, pixel_fraction=fraction,
+            bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1, centroid_x=cx, centroid_y=cy,
+            tolerance_pixels=c.tolerance_pixels, mask_width=width, mask_height=height,
+        ))
         if c.pixel_count:
-            crop_rows.append((*ident, d.roi_index, labels, list(d.rgb), *bbox, analysis.crops_rle[i],
-                              analysis.crops_png[i] if analysis.crops_png else None))
+            crop_rows.append(CropRow(
+                frame_id=req.frame_id, shard=shard, line=line, source_id=req.source_id, mask_id=req.mask_id,
+                roi_index=d.roi_index, labels=labels, rgb=rgb, bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1,
+                rle_counts=analysis.crops_rle[i], png=analysis.crops_png[i] if analysis.crops_png else None,
+            ))
         else:
             issues.append(finding_row(shard, line, req.frame_id, Finding(
                 "mask_colour_absent", req.path,
-                f"Colour {list(d.rgb)} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
+                f"Colour {rgb} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
                 "check the colour (a lossy export moves colours: see --colour-tolerance) or drop the declaration.",
             )))
     if stats.undeclared_pixels:
@@ -120,13 +146,11 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
             f"{stats.undeclared_pixels:,} of {int(total):,} pixels are in {stats.n_undeclared_colours} colour(s) nobody declared "
             f"(most: {top}); declare them (void, background) or fix the class table.",
         )))
-    mask_row = req.base_row + (width, height, mode, "ok", stats.undeclared_pixels, stats.n_undeclared_colours,
-                               [{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
-    errors = sum(1 for r in issues if r[3] == ERROR)
-    return RequestResult(
-        {"masks": [mask_row], "label_stats": label_rows, "crops": crop_rows, "issues": issues},
-        req.frame_key, errors, len(issues) - errors, [(tuple(d.labels), d.rgb) for d in decls],
-    )
+    mask = req.row._replace(width=width, height=height, mode=mode, status="ok", undeclared_pixels=stats.undeclared_pixels,
+                            n_undeclared_colours=stats.n_undeclared_colours,
+                            top_undeclared=[{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
+    errors = sum(1 for r in issues if r.severity == ERROR)
+    return RequestResult(req.frame_key, mask, issues, errors, len(issues) - errors, results, label_rows, crop_rows)
 
 
 def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
@@ -222,15 +246,17 @@ class Decoded(NamedTuple):
 
 
 def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
-    tables: dict[str, list] = defaultdict(list)
+    tables: dict[str, list] = {"masks": [], "label_stats": [], "crops": [], "issues": []}
     decoded = 0
     for r in results:
         decoded += 1
-        for table, rows in r.tables.items():
-            tables[table].extend(rows)
-        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_keys)))
-        for row in r.tables.get("label_stats", ()):
-            yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])))
+        tables["masks"].append(r.mask)
+        tables["label_stats"].extend(r.label_stats)
+        tables["crops"].extend(r.crops)
+        tables["issues"].extend(r.issues)
+        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, [x.key for x in r.labels])))
+        for x in r.labels:
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, (x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox)))
     progress.note(masks=decoded)
     for table, rows in tables.items():
         if rows:

@@ -25,6 +25,7 @@ from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.mask_requests import plan_masks, too_many_masks
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
+from transforms.schema import IssueRow
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
 from transforms import progress, writing
@@ -38,7 +39,7 @@ DUPLICATE_BUCKETS = 64
 class ValidatedChunk(NamedTuple):
     shard: str
     frames: list[Frame]
-    problems: list[tuple]  # issues rows of records that are not frames
+    problems: list[IssueRow]  # of records that are not frames
 
 
 # --- plain functions, one chunk at a time --------------------------------------------------------------
@@ -48,7 +49,7 @@ def validate_chunk(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DE
     """Parse and validate every record of a chunk; what is not a frame becomes an issues row."""
     shard = chunk.shard
     frames: list[Frame] = []
-    problems: list[tuple] = []
+    problems: list[IssueRow] = []
     for rec in chunk.records:
         if rec.problem is not None:
             problems.append(record_problem_row(shard, rec, rec.problem))
@@ -145,7 +146,7 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     return out
 
 
-def duplicate_id_rows(entries: Iterable[tuple[str, str, int]]) -> list[tuple]:
+def duplicate_id_rows(entries: Iterable[tuple[str, str, int]]) -> list[IssueRow]:
     """issues rows (one per occurrence) for frame ids found in more than one place."""
     where: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for frame_id, shard, line in entries:

@@ -15,6 +15,7 @@ import numpy as np
 
 from transforms.findings import Finding
 from transforms.flattening import finding_row
+from transforms.schema import IssueRow, LabelSummaryRow
 
 BINS = 1000
 FRACTION_SCALE = 10**15  # pixel fractions are summed as integers: the same mean whatever the combine order
@@ -101,20 +102,21 @@ def summarise(events: Iterable[tuple[LabelKey, tuple]]) -> list[tuple[LabelKey, 
     return list(accs.items())
 
 
-def label_summary_rows(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[tuple]:
+def label_summary_rows(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[LabelSummaryRow]:
     rows = []
     for (labels, rgb), a in sorted(items, key=lambda kv: (-kv[1].frames, kv[0])):
-        rows.append((
-            list(labels), list(rgb), a.frames, a.masks, a.present, a.pixels,
-            a.fraction_sum / FRACTION_SCALE / a.masks if a.masks else None,
-            a.fraction_min if a.masks else None, a.fraction_max if a.masks else None,
-            a.quantile(0.5), a.quantile(0.95),
-            a.bbox_w / a.present if a.present else None, a.bbox_h / a.present if a.present else None,
+        rows.append(LabelSummaryRow(
+            labels=list(labels), rgb=list(rgb), frames=a.frames, masks=a.masks, masks_present=a.present, total_pixels=a.pixels,
+            pixel_fraction_mean=a.fraction_sum / FRACTION_SCALE / a.masks if a.masks else None,
+            pixel_fraction_min=a.fraction_min if a.masks else None, pixel_fraction_max=a.fraction_max if a.masks else None,
+            pixel_fraction_p50=a.quantile(0.5), pixel_fraction_p95=a.quantile(0.95),
+            bbox_width_mean=a.bbox_w / a.present if a.present else None,
+            bbox_height_mean=a.bbox_h / a.present if a.present else None,
         ))
     return rows
 
 
-def summary_findings(items: Sequence[tuple[LabelKey, LabelAccumulator]], min_label_frames: int) -> list[tuple]:
+def summary_findings(items: Sequence[tuple[LabelKey, LabelAccumulator]], min_label_frames: int) -> list[IssueRow]:
     """Dataset-level findings (no shard/line): colour/label inconsistencies, rare and imbalanced labels."""
     colours_of: dict[tuple[str, ...], set] = defaultdict(set)
     labels_of: dict[tuple[int, int, int], set] = defaultdict(set)

@@ -310,15 +310,15 @@ def finding_counts(items: Iterable[TableRows]) -> Counter:
     for item in items:
         if item.table == "issues":
             for row in item.rows:
-                c[(row[3], row[4])] += 1
-                if row[2] is None and row[0] is not None and row[4].startswith(("json_", "record_")):
+                c[(row.severity, row.code)] += 1
+                if row.frame_id is None and row.shard is not None and row.code.startswith(("json_", "record_")):
                     c[("records", "rejected")] += 1  # a record that never became a frame
         elif item.table == "frames":
             c[("frames", "total")] += len(item.rows)
-            c[("frames", "valid")] += sum(1 for row in item.rows if row[8])
+            c[("frames", "valid")] += sum(1 for row in item.rows if row.valid)
         elif item.table == "masks":
             c[("masks", "total")] += len(item.rows)
-            c[("masks", "decoded")] += sum(1 for row in item.rows if row[15] == "ok")
+            c[("masks", "decoded")] += sum(1 for row in item.rows if row.status == "ok")
     return c
 
 
