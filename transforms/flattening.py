@@ -131,23 +131,21 @@ def mask_row(j: JoinedFrame, s_index: int, m_index: int, status: str = "not_deco
     )
 
 
-def frame_tables(j: JoinedFrame, include_masks: bool = True, include_frame: bool = True) -> dict[str, list[tuple]]:
-    """Rows of frames, masks (undecoded) and issues for one joined frame (sources and rois: ``chunk_tables``)."""
+def frame_issue_rows(j: JoinedFrame) -> list[IssueRow]:
+    """The issues rows of one joined frame's findings."""
     f = j.frame
-    out = {"issues": [finding_row(f.shard, f.line, f.id, x) for x in f.findings]}
-    if include_frame:
-        out["frames"] = [frame_row(j)]
-    if include_masks:
-        out["masks"] = [mask_row(j, si, mi) for si, s in enumerate(f.doc.sources) for mi in range(len(s.masks))]
-    return out
+    return [finding_row(f.shard, f.line, f.id, x) for x in f.findings]
 
 
-def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
-    """The sources and rois tables of a chunk of joined frames, built column by column.
+def chunk_tables(joined: Sequence[JoinedFrame], settled: Sequence[JoinedFrame] | None = None) -> dict[str, pa.Table]:
+    """The sources and rois tables of a chunk of joined frames, and the frames and (undecoded) masks
+    tables of its ``settled`` frames (default: all; a frame whose masks are decoded gets those rows
+    after decoding, from ``frame_row`` and ``mask_row``), built column by column.
 
-    These two tables hold ~20 rows per frame: building Arrow columns straight from the parsed structs
+    These tables hold ~20 rows per frame: building Arrow columns straight from the parsed structs
     (no row tuples, provenance columns by index) costs about two thirds of building rows and then
-    columns from them (rois: 88 -> 55-61 us a frame, docs/PERFORMANCE.md).
+    columns from them (rois: 88 -> 55-61 us a frame, docs/PERFORMANCE.md). The columns are those of
+    ``frame_row`` and ``mask_row`` (tests/test_flattening.py compares them).
     """
     frames = [j.frame for j in joined]
     ids = pa.array([f.id for f in frames], pa.string())
@@ -194,6 +192,57 @@ def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
             [x.rule for x in joins],
             roi_metas,
         ]),
+        **_frame_and_mask_tables(joined if settled is None else settled),
+    }
+
+
+def _frame_and_mask_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
+    frames = [j.frame for j in joined]
+    docs = [f.doc for f in frames]
+    counts = [count_severities(f.findings) for f in frames]
+    datasets = [d.dataset for d in docs]
+    mask_columns: dict[str, list] = {name: [] for name in (
+        "frame_id", "shard", "line", "source_id", "mask_id", "uri", "resolved_uri", "content_type", "timestamp",
+        "declared_width", "declared_height", "n_declared_colours")}
+    add = {name: values.append for name, values in mask_columns.items()}
+    for j, f in zip(joined, frames):
+        for si, s in enumerate(f.doc.sources):
+            for mi, m in enumerate(s.masks):
+                width, height = declared_size(s, m)
+                resolved = resolve_uri(m.uri, f.shard) if m.uri else None
+                add["frame_id"](f.id)
+                add["shard"](f.shard)
+                add["line"](f.line)
+                add["source_id"](s.id)
+                add["mask_id"](m.id)
+                add["uri"](redact_uri(m.uri) if m.uri else None)
+                add["resolved_uri"](redact_uri(resolved) if resolved else None)
+                add["content_type"](infer_content_type(m.uri, m.content_type))
+                add["timestamp"](m.timestamp)
+                add["declared_width"](width)
+                add["declared_height"](height)
+                add["n_declared_colours"](len(j.declarations.get((si, mi), ())))
+    n_masks = len(mask_columns["frame_id"])
+    return {
+        "frames": _from_named("frames", len(frames), {
+            "frame_id": [f.id for f in frames],
+            "shard": [f.shard for f in frames],
+            "line": [f.line for f in frames],
+            "context_id": [d.context_id for d in docs],
+            "timestamp": [d.timestamp for d in docs],
+            "n_sources": [len(d.sources) for d in docs],
+            "n_rois": [len(d.rois) for d in docs],
+            "n_masks": [sum(len(s.masks) for s in d.sources) for d in docs],
+            "valid": [errors == 0 for errors, _ in counts],
+            "n_errors": [errors for errors, _ in counts],
+            "n_warnings": [warnings for _, warnings in counts],
+            "dataset_id": [x.id if x else None for x in datasets],
+            "dataset_version": [x.version if x else None for x in datasets],
+            "meta": meta_texts([d.meta for d in docs]),
+            "extra": [f.extra for f in frames],
+        }),
+        # The decode columns stay null: these masks are not decoded (yet).
+        "masks": _from_named("masks", n_masks, {**mask_columns, "status": pa.array(["not_decoded"] * n_masks, pa.string())}),
     }
 
 
@@ -202,6 +251,15 @@ def _positions(counts: list[int]) -> pa.Array:
     n = np.asarray(counts, dtype=np.int64)
     starts = np.repeat(np.cumsum(n) - n, n)
     return pa.array((np.arange(int(n.sum()), dtype=np.int64) - starts).astype(np.int32))
+
+
+def _from_named(table: str, n_rows: int, columns: dict[str, list | pa.Array]) -> pa.Table:
+    """A table from columns by name; the schema's other columns are null."""
+    schema = TABLES[table]
+    unknown = columns.keys() - set(schema.names)
+    if unknown:
+        raise ValueError(f"{table} has no column {sorted(unknown)}")
+    return _from_columns(table, [columns.get(f.name, pa.nulls(n_rows, f.type)) for f in schema])
 
 
 def _from_columns(table: str, columns: list) -> pa.Table:

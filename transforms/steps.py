@@ -21,7 +21,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.coders import ChunkCoder
 from transforms.findings import Finding
-from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
+from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_issue_rows, frame_row, record_problem_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.mask_requests import plan_masks, too_many_masks
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
@@ -108,7 +108,7 @@ class JoinOptions:
 def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     """Join and flatten a validated chunk.
 
-    Returns ``TableRows`` (main output; sources and rois as Arrow tables), ``(bucket, FrameIdBatch)``
+    Returns ``TableRows`` (main output; issues as rows, the other tables as Arrow tables), ``(bucket, FrameIdBatch)``
     tagged FRAME_IDS for the dataset-wide duplicate check, and with decoding on, each mask to
     decode tagged MASK_REQUESTS plus the frames rows of frames with masks tagged PENDING_FRAMES (their
     validity waits for decoding).
@@ -117,7 +117,7 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     tables: dict[str, list] = defaultdict(list)
     tables["issues"].extend(chunk.problems)
     ids: dict[int, list] = defaultdict(list)
-    joined_frames = []
+    joined_frames, settled = [], []
     for frame in chunk.frames:
         joined = join_frame(frame, options.mask_labels)
         joined_frames.append(joined)
@@ -127,8 +127,9 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             over_limit = too_many_masks(frame, options.max_masks_per_frame)
             if over_limit is not None:
                 frame.findings.append(over_limit)
-        for table, rows in frame_tables(joined, include_masks=not decode_here, include_frame=not decode_here).items():
-            tables[table].extend(rows)
+        tables["issues"].extend(frame_issue_rows(joined))
+        if not decode_here:
+            settled.append(joined)
         if frame.own_id:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.line))
         if decode_here:
@@ -140,7 +141,7 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         if rows:
             out.append(TableRows(table, rows))
     if chunk.frames:
-        out.extend(TableRows(table, data) for table, data in chunk_tables(joined_frames).items() if len(data))
+        out.extend(TableRows(table, data) for table, data in chunk_tables(joined_frames, settled).items() if len(data))
     for bucket, entries in ids.items():
         out.append(beam.pvalue.TaggedOutput(FRAME_IDS, (bucket, FrameIdBatch.pack(chunk.shard, entries))))
     return out
