@@ -126,3 +126,19 @@ def test_roi_type_reads_an_escaped_key():
     assert roi_type('{"_type":"b2d"}') == "b2d"
     assert roi_type('{"kind":"x\\n"}') is None
     assert roi_type(None) is None
+
+
+def test_summary_counts_read_named_rows_and_arrow_tables_alike():
+    from transforms.writing import finding_counts
+
+    joined = joined_frames()
+    joined[1].frame.findings.append(Finding("too_many_masks", "/sources", "x"))
+    tables = chunk_tables(joined)
+    rows = {"frames": [frame_row(j) for j in joined],
+            "masks": [mask_row(j, 0, 0, status="ok") for j in joined[:1]] + [mask_row(j, 0, 0) for j in joined[:1]]}
+    as_rows = finding_counts([TableRows("frames", rows["frames"]), TableRows("masks", rows["masks"])])
+    as_tables = finding_counts([TableRows("frames", tables["frames"]),
+                                TableRows("masks", rows_to_table("masks", rows["masks"]))])
+    assert as_rows == as_tables
+    assert as_rows[("frames", "total")] == 3 and as_rows[("frames", "valid")] == 2
+    assert as_rows[("masks", "total")] == 2 and as_rows[("masks", "decoded")] == 1
