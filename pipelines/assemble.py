@@ -33,7 +33,7 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         from transforms.masks import DecodeMasks, DecodeOptions
         from transforms.summary import CompareLabels
 
-        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job))
+        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels)
         compared = decoded.label_items | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
         branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"])
         tables = CORE_TABLES + DECODE_TABLES

@@ -7,30 +7,39 @@ its segment of the video in one forward pass (``transforms.video``), and a video
 frames spreads over workers segment by segment instead of landing on one.
 
 Per request the step yields rows for ``masks`` (decode columns), ``label_stats``, ``crops`` and
-``issues``, plus ``(frame key, (errors, warnings, label keys))`` so the ``frames`` table can mark a
-frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+``issues``, plus ``(frame key, (errors, warnings, label flags, table key))`` so the ``frames`` table can
+mark a frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+
+``label_stats`` has a row for every declared colour present in the mask and for every colour an ROI
+declared (its zero row says the ROI's class is missing: ``mask_colour_absent``). A class-table colour
+absent from the mask gets no row and no event: the summary counts those absences from run-level
+totals (see ``transforms.summary``), so cost follows what the masks hold, not the table's size.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
 
 from transforms import progress
-from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
+from transforms.decoding import DecodeDeadline, MaskDecodeError, open_mask
 from transforms.findings import ERROR, Finding
 from transforms.flattening import TableRows, finding_row, with_frame_counts
+from transforms.joining import MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.schema import CropRow, IssueRow, LabelStatsRow, MaskRow
 from transforms.statistics import analyse_mask
 from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
-from transforms.summary import LabelSummaryFn, label_summary_rows, summary_findings
+from transforms.summary import LabelSummaryFn, RunCountsFn, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
+
+if TYPE_CHECKING:
+    from transforms.decoding import MaskPixels
 
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
 
@@ -62,13 +71,22 @@ class DecodeOptions:
 
 # --- analysing one decoded mask for one request ---------------------------------------------------------
 
+PRESENT = 1  # label flags: the colour has pixels in the mask
+ROI_DECLARED = 2  # an ROI of the frame declared it (not only the class table)
+
+
 class LabelResult(NamedTuple):
-    """One declared colour in one decoded mask: what label_summary accumulates for it."""
+    """One colour of one decoded mask that has a label_stats row: what label_summary accumulates for it."""
 
     key: LabelKey  # (labels, rgb)
     pixel_fraction: float
     pixel_count: int
     bbox: tuple[int | None, int | None, int | None, int | None]  # (x0, y0, x1, y1); all None without pixels
+    roi_declared: bool  # an ROI of the frame declared it (not only the class table)
+
+    @property
+    def flags(self) -> int:
+        return (PRESENT if self.pixel_count else 0) | (ROI_DECLARED if self.roi_declared else 0)
 
 
 class RequestResult(NamedTuple):
@@ -79,9 +97,11 @@ class RequestResult(NamedTuple):
     issues: list[IssueRow]
     errors: int
     warnings: int
-    labels: list[LabelResult] = []  # one per declared colour; none when the mask was not decoded
+    labels: list[LabelResult] = []  # one per label_stats row; none when the mask was not decoded
     label_stats: list[LabelStatsRow] = []
     crops: list[CropRow] = []
+    table_key: str | None = None  # the class-table entry that declared the mask's colours (None: ROIs, or none)
+    decoded: bool = False
 
 
 def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
@@ -90,9 +110,12 @@ def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
     return RequestResult(req.frame_key, req.row._replace(status=finding.code), [issue], errors=1, warnings=0)
 
 
-def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: DecodeOptions,
+def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: str, options: DecodeOptions,
                     cache: dict | None = None) -> RequestResult:
-    """Rows for one request from its decoded mask. ``cache`` shares analyses between requests of one file."""
+    """Rows for one request from its decoded mask. ``cache`` shares analyses between requests of one file.
+
+    ``packed``: (h, w) uint32 pixels (video frames) or a decoding.MaskPixels (images: the fused PNG path).
+    """
     height, width = packed.shape
     shard, line = req.frame_key
     dw, dh = req.declared_size
@@ -116,11 +139,14 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
     crop_rows: list[CropRow] = []
     issues: list[IssueRow] = []
     for i, (d, c) in enumerate(zip(decls, stats.colours)):
+        roi_declared = d.roi_index is not None
+        if not c.pixel_count and not roi_declared:
+            continue  # a table class this mask does not hold: no row (the summary counts it from run totals)
         x0, y0, x1, y1 = c.bbox or (None, None, None, None)
         cx, cy = c.centroid or (None, None)
         labels, rgb = list(d.labels), list(d.rgb)
         fraction = c.pixel_count / total
-        results.append(LabelResult((tuple(d.labels), tuple(d.rgb)), fraction, c.pixel_count, (x0, y0, x1, y1)))
+        results.append(LabelResult((tuple(d.labels), tuple(d.rgb)), fraction, c.pixel_count, (x0, y0, x1, y1), roi_declared))
         label_rows.append(LabelStatsRow(
             frame_id=req.frame_id, shard=shard, line=line, source_id=req.source_id, mask_id=req.mask_id,
             roi_index=d.roi_index, labels=labels, rgb=rgb, pixel_count=c.pixel_count, pixel_fraction=fraction,
@@ -133,7 +159,7 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
                 roi_index=d.roi_index, labels=labels, rgb=rgb, bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1,
                 rle_counts=analysis.crops_rle[i], png=analysis.crops_png[i] if analysis.crops_png else None,
             ))
-        else:
+        else:  # only an ROI's colour: the frame said this class is in the mask
             issues.append(finding_row(shard, line, req.frame_id, Finding(
                 "mask_colour_absent", req.path,
                 f"Colour {rgb} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
@@ -150,7 +176,9 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
                             n_undeclared_colours=stats.n_undeclared_colours,
                             top_undeclared=[{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
     errors = sum(1 for r in issues if r.severity == ERROR)
-    return RequestResult(req.frame_key, mask, issues, errors, len(issues) - errors, results, label_rows, crop_rows)
+    table_key = decls[0].table_key if decls and decls[0].roi_index is None else None
+    return RequestResult(req.frame_key, mask, issues, errors, len(issues) - errors, results, label_rows, crop_rows,
+                         table_key, decoded=True)
 
 
 def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
@@ -179,10 +207,12 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
     cache: dict = {}
     analysed = 0
     try:
-        decoded = decode_mask_bytes(data, max_pixels=options.max_mask_pixels, deadline=deadline)
+        # PNG: checked and inflated here; defiltered and classified by analyse_mask's one kernel pass
+        # (which raises MaskDecodeError if the pixel data turns out damaged).
+        decoded = open_mask(data, max_pixels=options.max_mask_pixels, deadline=deadline)
         for req in requests:
             deadline.check("statistics and crops")
-            yield analyse_request(req, decoded.packed, decoded.mode, options, cache)
+            yield analyse_request(req, decoded, decoded.mode, options, cache)
             analysed += 1
     except MaskDecodeError as e:
         for req in requests[analysed:]:
@@ -234,6 +264,7 @@ def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> F
 
 LABEL_KEYS = "label_keys"
 FRAME_COUNTS = "frame_counts"
+RUN_EVENTS = "run_events"  # decoded masks (and frames) per class-table entry: summary.RunCounts
 
 
 class Decoded(NamedTuple):
@@ -242,22 +273,28 @@ class Decoded(NamedTuple):
     measured: beam.PCollection        # TableRows of masks, label_stats, crops, issues
     decoded_frames: beam.PCollection  # TableRows of frames (frames with masks, counts including decoding's)
     label_summary: beam.PCollection   # TableRows of label_summary and label-level issues
-    label_items: beam.PCollection     # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
+    label_items: beam.PCollection     # one element: the run's list of summary.LabelSummary, for drift and summary.json
 
 
 def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
     tables: dict[str, list] = {"masks": [], "label_stats": [], "crops": [], "issues": []}
-    decoded = 0
+    handled = 0
+    decoded: dict[str | None, int] = defaultdict(int)
     for r in results:
-        decoded += 1
+        handled += 1
+        if r.decoded:
+            decoded[r.table_key] += 1
         tables["masks"].append(r.mask)
         tables["label_stats"].extend(r.label_stats)
         tables["crops"].extend(r.crops)
         tables["issues"].extend(r.issues)
-        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, [x.key for x in r.labels])))
+        flags = [(x.key, x.flags) for x in r.labels]
+        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, flags, r.table_key)))
         for x in r.labels:
-            yield beam.pvalue.TaggedOutput(LABEL_KEYS, (x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox)))
-    progress.note(masks=decoded)
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, (x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox, x.roi_declared)))
+    for key, n in decoded.items():
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("masks", key, n))
+    progress.note(masks=handled)
     for table, rows in tables.items():
         if rows:
             yield TableRows(table, rows)
@@ -267,15 +304,21 @@ def merge_frame(key_and_groups) -> Iterator[Any]:
     """The frames row of a frame with masks, its counts including decode-level findings."""
     _, groups = key_and_groups
     errors = warnings = 0
-    labels: set[LabelKey] = set()
-    for e, w, keys in groups["counts"]:
+    labels: dict[LabelKey, int] = defaultdict(int)
+    table_keys: set[str] = set()
+    for e, w, flags, table_key in groups["counts"]:
         errors += e
         warnings += w
-        labels.update(keys)
+        for label, f in flags:
+            labels[label] |= f
+        if table_key is not None:
+            table_keys.add(table_key)
     for row in groups["frame"]:
         yield TableRows("frames", [with_frame_counts(row, errors, warnings)])
-    for label in labels:
-        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame",)))
+    for label, f in labels.items():
+        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame", bool(f & PRESENT), bool(f & ROI_DECLARED))))
+    if table_keys:
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("frame", tuple(sorted(table_keys))))
 
 
 @dataclass
@@ -283,6 +326,7 @@ class DecodeMasks(beam.PTransform):
     """Mask requests -> masks/label_stats/crops/issues rows, frames rows of frames with masks, label_summary."""
 
     options: DecodeOptions = field(default_factory=DecodeOptions)
+    mask_labels: MaskLabels | None = None  # the class table: its classes absent from every mask still get a summary row
 
     def __post_init__(self):
         super().__init__()
@@ -294,18 +338,24 @@ class DecodeMasks(beam.PTransform):
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
             | "GroupByObject" >> beam.GroupByKey()
             | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts)))
-            .with_outputs(FRAME_COUNTS, LABEL_KEYS, main="rows")
+            .with_outputs(FRAME_COUNTS, LABEL_KEYS, RUN_EVENTS, main="rows")
         )
         frames = (
             {"frame": joined.pending_frames, "counts": decoded[FRAME_COUNTS]}
             | "JoinFrameCounts" >> beam.CoGroupByKey()
-            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, main="rows")
+            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, RUN_EVENTS, main="rows")
+        )
+        run_counts = (
+            (decoded[RUN_EVENTS], frames[RUN_EVENTS])
+            | "AllRunEvents" >> beam.Flatten()
+            | "CountRun" >> beam.CombineGlobally(RunCountsFn())
         )
         label_items = (
             (decoded[LABEL_KEYS], frames[LABEL_KEYS])
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
             | "ListLabels" >> beam.combiners.ToList()
+            | "ResolveLabels" >> beam.Map(resolve_labels, beam.pvalue.AsSingleton(run_counts), self.mask_labels)
         )
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
