@@ -438,8 +438,9 @@ def history_tables(previous: tuple[pa.Table, pa.Table], run: Mapping[str, Any], 
     history = history.filter(pc.is_in(history.column("run_id"), value_set=kept))
     runs = runs.filter(pc.is_in(runs.column("run_id"), value_set=kept))
     meta = {c: run.get(c) for c in RUN_COLUMNS}
-    new_history = rows_to_table("history", [HistoryRow(**meta, **r) for r in label_rows_])
-    new_runs = rows_to_table("history_runs", [HistoryRunRow(**meta, **runs_row)])
+    # Columns a row leaves out are null, as pyarrow's from_pylist would make them.
+    new_history = rows_to_table("history", [HistoryRow(**(dict.fromkeys(HistoryRow._fields) | meta | r)) for r in label_rows_])
+    new_runs = rows_to_table("history_runs", [HistoryRunRow(**(dict.fromkeys(HistoryRunRow._fields) | meta | runs_row))])
     return pa.concat_tables([history, new_history]), pa.concat_tables([runs, new_runs])
 
 
