@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "framebeam"
 ENV_DIR = "FRAMEBEAM_PROGRESS_DIR"
-KINDS = ("records", "bytes", "frames", "masks", "findings")
+KINDS = ("records", "bytes", "frames", "planned", "masks", "findings")  # planned: masks to decode; masks: decoded
 
 _totals: Counter = Counter()
 _lock = threading.Lock()
