@@ -95,14 +95,38 @@ def _usage_error(prog: str, message: str) -> None:
     raise SystemExit(EXIT_MISUSE)
 
 
-def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+class _ArgumentProblem(Exception):
+    pass
+
+
+def _quiet_error(message: str):
+    raise _ArgumentProblem(message)
+
+
+def _check_output_early(output: str, storage_options: dict) -> int | None:
+    """A local OUTPUT that is a file or a folder of other files is refused before Beam is even loaded."""
+    from transforms.ownership import OutputRefused, check_output
+    from transforms.uris import redact_uri
+
+    if "://" in output and not output.startswith("file://"):
+        return None  # a bucket: listed once, in the pre-flight checks
+    try:
+        check_output(output, storage_options)
+    except OutputRefused as e:
+        sys.stderr.write(f"framebeam: {redact_uri(str(e))}\n")
+        return EXIT_MISUSE
+    return None
+
+
+def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
     """Mistyped commands and flags, with a did-you-mean, before argparse's own errors (e.g. a missing
-    --output that was only misspelt)."""
+    --output that was only misspelt); SystemExit(2) like argparse. A local OUTPUT framebeam must not
+    write is refused here too, before Beam loads: returns the exit status then."""
     from pipelines.options import COMMANDS
 
     subs = _subparsers(parser)
     if not argv or argv[0] in ("-h", "--help"):
-        return
+        return None
     command = argv[0]
     if command not in subs:
         if command.startswith("-"):
@@ -113,16 +137,22 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     saved = [(a, a.required) for a in sub._actions]
     for a, _ in saved:
         a.required = False  # only to find the tokens framebeam does not own; required flags are checked next
+    sub.error = _quiet_error  # type: ignore[method-assign]
     try:
-        _, rest = sub.parse_known_args(argv[1:])
-    except SystemExit:
-        return  # a bad value: argparse reports it below
+        known, rest = sub.parse_known_args(argv[1:])
+    except _ArgumentProblem:
+        return None  # a bad value: argparse reports it in the real parse
     finally:
+        del sub.error
         for a, required in saved:
             a.required = required
+    if command in COMMANDS and getattr(known, "output", None):
+        status = _check_output_early(known.output, getattr(known, "storage_options", None) or {})
+        if status is not None:
+            return status
     flags = [t for t in rest if t.startswith("-") and t != "-"]
     if not flags:
-        return
+        return None
     if command in COMMANDS:
         from pipelines.options import beam_flag_names, unknown_beam_flags
 
@@ -131,7 +161,7 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     else:
         unknown, candidates = flags, _own_flags(sub)
     if not unknown:
-        return
+        return None
     parts = []
     for flag in unknown:
         name = flag.split("=", 1)[0]
@@ -143,8 +173,24 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from pipelines.options import COMMANDS
+
+    if argv and argv[0] in COMMANDS:
+        from pipelines.lifecycle import Interrupts
+
+        # First of all, before anything can start a thread: Ctrl-C blocked here is blocked in every
+        # thread and worker process started later (see pipelines.lifecycle).
+        run: dict = {}
+        with Interrupts(lambda signum: _on_signal(signum, run.get("active"))):
+            return _main(argv, run)
+    return _main(argv, {})
+
+
+def _main(argv: list[str], run: dict) -> int:
     parser = build_parser()
-    check_flags(parser, argv)
+    status = check_flags(parser, argv)
+    if status is not None:
+        return status
     args, beam_flags = parser.parse_known_args(argv)
     if args.command in ("sample", "tables") and beam_flags:
         parser.error(f"unrecognized arguments: {' '.join(beam_flags)}")
@@ -152,7 +198,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sample(args.directory)
     if args.command == "tables":
         return _tables(args.output, args.storage_options)
-    return _run_job(args, beam_flags)
+    return _run_job(args, beam_flags, run)
+
+
+def _on_signal(signum: int, active) -> None:
+    """On the signal watcher thread: stop everything this run started, say so in one line, exit."""
+    import signal
+
+    from pipelines.lifecycle import EXIT_INTERRUPTED, EXIT_TERMINATED
+
+    what = "interrupted" if signum == signal.SIGINT else "terminated"
+    removed = False
+    try:
+        if active is not None:
+            removed = active.stop()
+    finally:
+        note = "; its unfinished run folder was removed" if removed else ""
+        sys.stderr.write(f"\nframebeam: {what}; nothing was published, the previous output is unchanged{note}.\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
 
 
 def _sample(directory: str) -> int:
@@ -197,76 +261,47 @@ def _no_complete_run(output: str, storage_options: dict, error: Exception) -> st
     return f"{shown} holds no readable complete run ({type(error).__name__}: {redact_uri(str(error))[:200]})"
 
 
-def _run_job(args: argparse.Namespace, beam_flags: list[str]) -> int:
-    from pipelines.lifecycle import EXIT_INTERRUPTED, EXIT_TERMINATED, Interrupts
+def _run_job(args: argparse.Namespace, beam_flags: list[str], run: dict) -> int:
     from pipelines.options import job_options_from_args
     from transforms.uris import redact_uri
 
     job = job_options_from_args(args.command, args)
     debug = getattr(args, "debug", False)
-    active = None
+    if job.decode:
+        for name, value in MALLOC_THRESHOLDS.items():
+            os.environ.setdefault(name, value)  # a value the user set wins
+    # The local job service relays every worker's start-up chatter as warnings; real failures still raise.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
-    def on_signal(signum: int) -> None:
-        """On the signal watcher thread: stop everything this run started, say so in one line, exit."""
-        import signal
+    from pipelines.runner import ActiveRun, InputError, RunFailed, run_job
 
-        what = "interrupted" if signum == signal.SIGINT else "terminated"
-        removed = False
-        try:
-            if active is not None:
-                removed = active.stop()
-        finally:
-            note = "; its unfinished run folder was removed" if removed else ""
-            sys.stderr.write(f"\nframebeam: {what}; nothing was published, the previous output is unchanged{note}.\n")
-            sys.stderr.flush()
-            os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
+    active = run["active"] = ActiveRun(job)
 
-    with Interrupts(on_signal):
-        # OUTPUT first, before Beam loads: a wrong --output is reported within a second.
-        from transforms.ownership import OutputRefused, check_output
+    def waiting(holder: dict) -> None:
+        from transforms.lease import describe_holder
 
-        try:
-            check_output(job.output, job.storage_options)
-        except OutputRefused as e:
-            print(f"framebeam: {redact_uri(str(e))}", file=sys.stderr)
-            return EXIT_MISUSE
-        except Exception:  # noqa: BLE001 - an unreachable store: the pre-flight says it properly
-            pass
-        if job.decode:
-            for name, value in MALLOC_THRESHOLDS.items():
-                os.environ.setdefault(name, value)  # a value the user set wins
-        # The local job service relays every worker's start-up chatter as warnings; real failures still raise.
-        logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
+        print(f"framebeam: {redact_uri(job.output)} is in use by {describe_holder(holder)}; waiting up to "
+              f"{args.wait_for_lock:g} s for it (--wait-for-lock)", file=sys.stderr, flush=True)
 
-        from pipelines.runner import ActiveRun, InputError, RunFailed, run_job
+    try:
+        summary = run_job(job, beam_flags, show_progress=not job.quiet, active=active,
+                          wait_for_lock=args.wait_for_lock, debug=debug, on_wait=waiting)
+    except InputError as e:
+        print(f"framebeam: {e}", file=sys.stderr)
+        return EXIT_MISUSE
+    except RunFailed as e:
+        print(f"framebeam: {redact_uri(str(e))}.", file=sys.stderr)
+        if not debug:
+            print(f"framebeam: the full traceback is in {redact_uri(e.log_path or '?')} (or run again with --debug)", file=sys.stderr)
+        return EXIT_MISUSE
+    except Exception as e:  # noqa: BLE001 - a failure outside the pipeline (e.g. reading the summary back)
+        if debug:
+            import traceback
 
-        active = ActiveRun(job)
-
-        def waiting(holder: dict) -> None:
-            from transforms.lease import describe_holder
-
-            print(f"framebeam: {redact_uri(job.output)} is in use by {describe_holder(holder)}; waiting up to "
-                  f"{args.wait_for_lock:g} s for it (--wait-for-lock)", file=sys.stderr, flush=True)
-
-        try:
-            summary = run_job(job, beam_flags, show_progress=not job.quiet, active=active,
-                              wait_for_lock=args.wait_for_lock, debug=debug, on_wait=waiting)
-        except InputError as e:
-            print(f"framebeam: {e}", file=sys.stderr)
-            return EXIT_MISUSE
-        except RunFailed as e:
-            print(f"framebeam: {redact_uri(str(e))}.", file=sys.stderr)
-            if not debug:
-                print(f"framebeam: the full traceback is in {redact_uri(e.log_path or '?')} (or run again with --debug)", file=sys.stderr)
-            return EXIT_MISUSE
-        except Exception as e:  # noqa: BLE001 - a failure outside the pipeline (e.g. reading the summary back)
-            if debug:
-                import traceback
-
-                traceback.print_exc()
-            print(f"framebeam: the run failed ({type(e).__name__}: {redact_uri(str(e)).splitlines()[0][:300] if str(e) else ''}); "
-                  "run again with --debug for the traceback", file=sys.stderr)
-            return EXIT_MISUSE
+            traceback.print_exc()
+        print(f"framebeam: the run failed ({type(e).__name__}: {redact_uri(str(e)).splitlines()[0][:300] if str(e) else ''}); "
+              "run again with --debug for the traceback", file=sys.stderr)
+        return EXIT_MISUSE
     if not job.quiet:
         from pipelines.runner import print_summary
 

@@ -1,8 +1,11 @@
 """A run's life in the launcher: signals, worker processes, the log file, failures in one or two lines.
 
-Ctrl-C (SIGINT) is blocked in the launcher before Beam starts anything, so the worker processes Beam
-starts inherit it blocked: a terminal's Ctrl-C, which reaches the whole process group, no longer prints
-a KeyboardInterrupt traceback from every worker. A watcher thread takes SIGINT (``sigtimedwait``) and
+Ctrl-C (SIGINT) reaches the whole process group, so every Beam worker process used to print a
+KeyboardInterrupt traceback. Before anything starts, the launcher sets SIGINT to "ignore" and also
+blocks it: the worker processes Beam starts (through ``sh -c``, which clears the signal mask but must
+keep ignored signals ignored) inherit "ignore" and Python installs no KeyboardInterrupt handler in
+them, while in the launcher a blocked signal is never discarded, even when ignored (Linux), so it
+stays pending for the watcher thread. The watcher takes SIGINT (``sigtimedwait``) and
 SIGTERM (through ``signal.set_wakeup_fd``, so it is seen at once whatever the main thread is doing),
 then stops the run: in-process writers stop, worker processes started by this run are killed, the
 run's own folder is removed unless it was published, the lease is released, one line is printed, and
@@ -156,6 +159,7 @@ class Interrupts:
         if not self.active:
             return self
         self._old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        self._old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
         self._old_term = signal.signal(signal.SIGTERM, lambda *_: None)  # the C handler writes the wakeup fd
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._wfd, False)
@@ -192,6 +196,7 @@ class Interrupts:
         set_child_subreaper(False)
         signal.set_wakeup_fd(self._old_wakeup)
         signal.signal(signal.SIGTERM, self._old_term)
+        signal.signal(signal.SIGINT, self._old_int)
         signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
         os.close(self._rfd)
         os.close(self._wfd)

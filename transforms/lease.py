@@ -172,10 +172,8 @@ class _ObjectStore:
     def create(self, data: bytes) -> object | None:
         try:
             self.fs.pipe_file(self.path, data, mode="create")
-        except FileExistsError:
-            return None
         except OSError as e:
-            if "PreconditionFailed" in str(e) or "412" in str(e):
+            if _precondition_failed(e):
                 return None
             raise
         current = self.read()
@@ -207,7 +205,7 @@ class _ObjectStore:
         except FileNotFoundError:
             return False
         except OSError as e:
-            if "PreconditionFailed" in str(e) or "412" in str(e) or isinstance(e, FileExistsError):
+            if _precondition_failed(e):
                 return False
             raise
         self.fs.invalidate_cache(self.path)
@@ -221,6 +219,13 @@ class _ObjectStore:
         self.fs.pipe_file(self.path, data)
         now = self.read()
         return now[1] if now and now[0] == data else None
+
+
+def _precondition_failed(e: BaseException) -> bool:
+    """A conditional request refused (HTTP 412): s3fs raises OSError(EINVAL, "...pre-conditions..."),
+    gcsfs FileExistsError or an HttpError with 412."""
+    text = str(e)
+    return isinstance(e, FileExistsError) or any(s in text for s in ("PreconditionFailed", "pre-conditions", "412", "conditionNotMet"))
 
 
 def _store(output: str, storage_options: dict[str, Any] | None):
