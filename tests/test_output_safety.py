@@ -419,18 +419,19 @@ def test_a_signal_to_the_process_group_stops_everything_cleanly(sig, status, wor
 def test_two_runs_into_one_output(sample, tmp_path):
     out = tmp_path / "out"
     # The first run holds its lease for a while: paused just before its publish swap.
-    first = start(run_args(sample, out), env={writing.PAUSE_BEFORE_SWAP_ENV: "8"})
+    first = start(run_args(sample, out), env={writing.PAUSE_BEFORE_SWAP_ENV: "25"})
     deadline = time.monotonic() + 120
     while not (out / leases.LEASE_NAME).exists() or not list((out / writing.RUNS_DIR).glob("*/_SUCCESS")):
         assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.poll() is not None else "timeout"
         time.sleep(0.05)
+    waiter = start(run_args(sample, out, "--wait-for-lock", "120", "--quiet"))
     second = cli(*run_args(sample, out))
+    assert first.poll() is None, "the first run ended before the second tried"
     assert second.returncode == 2
     assert second.stderr.count("\n") == 1 and "in use by another framebeam run" in second.stderr and "--wait-for-lock" in second.stderr
-    third = start(run_args(sample, out, "--wait-for-lock", "120", "--quiet"))
     assert first.wait(timeout=120) == 0, first.stderr.read()
-    assert third.wait(timeout=120) == 0, third.stderr.read()
-    assert "waiting up to 120 s" in third.stderr.read()
+    assert waiter.wait(timeout=120) == 0, waiter.stderr.read()
+    assert "waiting up to 120 s" in waiter.stderr.read()
     assert writing.read_summary(str(out))["frames"] == 40
     assert len(list((out / writing.RUNS_DIR).iterdir())) == 1
 
