@@ -510,6 +510,7 @@ def test_progress_counts_masks_decoded_of_planned_and_the_run_ends_with_its_verd
     assert decoding, stderr
     assert all(" of 300 masks decoded" in ln for ln in decoding)
     assert any("ETA" in ln for ln in decoding), decoding
-    assert stdout.strip().splitlines()[-1] in ("PASSED",) or stdout.strip().splitlines()[-1].startswith("FAILED")
+    verdict = stdout.strip().splitlines()[-1].strip()
+    assert verdict == "PASSED" or verdict.startswith("FAILED: ")
     logs = list((out / "_logs").glob("*.log"))
     assert len(logs) == 1 and "masks decoded" in logs[0].read_text()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -23,6 +23,7 @@ from transforms.coders import ChunkCoder
 from transforms.findings import Finding
 from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
+from transforms.mask_requests import plan_masks, too_many_masks
 from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
@@ -32,7 +33,6 @@ FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
 DUPLICATE_BUCKETS = 64
-SUMMARY_EXTRAS = "summary_extras"  # a branch of (key, value) pairs merged into summary.json
 
 
 class ValidatedChunk(NamedTuple):
@@ -124,8 +124,6 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         has_masks = any(s.masks for s in frame.doc.sources)
         decode_here = options.decode and has_masks
         if decode_here:
-            from transforms.masks import too_many_masks
-
             over_limit = too_many_masks(frame, options.max_masks_per_frame)
             if over_limit is not None:
                 frame.findings.append(over_limit)
@@ -134,8 +132,6 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         if frame.own_id:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.line))
         if decode_here:
-            from transforms.masks import plan_masks  # decoding is optional: keep convert's import light
-
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
@@ -228,9 +224,18 @@ for _chunk_type in (RecordChunk, ValidatedChunk, TableRows):
     beam.coders.registry.register_coder(_chunk_type, ChunkCoder)
 
 
+class Joined(NamedTuple):
+    """What JoinMasks produces."""
+
+    rows: beam.PCollection            # TableRows of frames, sources, masks, rois, issues
+    duplicates: beam.PCollection      # TableRows of issues: the dataset-wide duplicate frame id check
+    mask_requests: beam.PCollection   # MaskRequest of each mask to decode (decoding jobs only)
+    pending_frames: beam.PCollection  # ((shard, line), frames row) of frames whose masks are decoded
+
+
 @dataclass
 class JoinMasks(beam.PTransform):
-    """ValidatedChunk -> table rows; tagged outputs for duplicate ids and (when decoding) mask requests.
+    """ValidatedChunk -> table rows; with decoding on, mask requests and the frames rows that wait for them.
 
     Also runs the dataset-wide duplicate frame id check, whose findings join the table rows.
     """
@@ -240,7 +245,7 @@ class JoinMasks(beam.PTransform):
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, validated):
+    def expand(self, validated) -> Joined:
         out = validated | "JoinAndFlatten" >> beam.FlatMap(join_chunk, self.options).with_outputs(
             FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, main="rows")
         duplicates = (
@@ -248,7 +253,7 @@ class JoinMasks(beam.PTransform):
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch.entries())))
         )
-        return {"rows": out.rows, "duplicates": duplicates, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES]}
+        return Joined(rows=out.rows, duplicates=duplicates, mask_requests=out[MASK_REQUESTS], pending_frames=out[PENDING_FRAMES])
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -285,10 +290,18 @@ class WriteParquetFn(beam.DoFn):
         return writing.write_rows(table, rows, self.directory, self.storage_options)
 
 
+class TableBranches(NamedTuple):
+    """What WriteTables writes: JoinMasks' rows and, when masks were decoded, DecodeMasks' and CompareLabels'."""
+
+    joined: Joined
+    decoded: Any = None  # masks.Decoded
+    summary_extras: beam.PCollection | None = None  # (key, value) pairs merged into summary.json
+    drift_rows: beam.PCollection | None = None  # TableRows of drift findings (with --baseline)
+
+
 @dataclass
 class WriteTables(beam.PTransform):
-    """Named branches of TableRows -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS,
-    published at the end."""
+    """TableBranches -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS, published at the end."""
 
     output: str
     run_id: str
@@ -299,19 +312,34 @@ class WriteTables(beam.PTransform):
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, branches: dict[str, beam.PCollection]):
+    def _extract_input_pvalues(self, pvalueish):
+        # Beam's hook for multi-input transforms: the branches a job does not have are None.
+        pvalueish, inputs = super()._extract_input_pvalues(pvalueish)
+        return pvalueish, {tag: value for tag, value in inputs.items() if value is not None}
+
+    def expand(self, branches: TableBranches):
+        joined, decoded = branches.joined, branches.decoded
         # Each branch of rows is written where it is produced: flattening branches from different
         # stages first would make the runner buffer (pickle) every row between them.
-        branches = dict(branches)
-        extras = branches.pop(SUMMARY_EXTRAS, None)
+        # Labels are literals: Dataflow's --update matches steps by them.
+        to_write = [
+            (decoded and decoded.decoded_frames, "WriteDecodedFrames", "CountDecodedFrames"),
+            (branches.drift_rows, "WriteDriftRows", "CountDriftRows"),
+            (joined.duplicates, "WriteDuplicateRows", "CountDuplicateRows"),
+            (joined.rows, "WriteFrameRows", "CountFrameRows"),
+            (decoded and decoded.label_summary, "WriteLabelSummary", "CountLabelSummary"),
+            (decoded and decoded.measured, "WriteMeasured", "CountMeasured"),
+        ]
         staging = writing.staging_dir(self.output, self.run_id)
         written, counted = [], []
-        for name, rows in sorted(branches.items()):
-            label = name.title().replace("_", "")
-            written.append(rows | f"Write{label}" >> beam.ParDo(WriteParquetFn(staging, self.storage_options)))
-            counted.append(rows | f"Count{label}" >> beam.Map(lambda item: writing.finding_counts([item])))
+        for rows, write_label, count_label in to_write:
+            if rows is None:
+                continue
+            written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, self.storage_options)))
+            counted.append(rows | count_label >> beam.Map(lambda item: writing.finding_counts([item])))
         files = tuple(written) | "AllFiles" >> beam.Flatten() | "ListFiles" >> beam.combiners.ToList()
         counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters)
+        extras = branches.summary_extras
         if extras is None:
             extras = files.pipeline | "NoSummaryExtras" >> beam.Create([])
         output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
@@ -329,6 +357,7 @@ class WriteTables(beam.PTransform):
 def _write_report(output: str, storage_options):
     """The report is written into the run folder before _SUCCESS: a complete output always has one."""
     def write(run_folder: str, summary: dict) -> None:
+        # Imported where used: the report brings the mask decoders, which a convert worker never needs before publish.
         from transforms.report import write_report
 
         write_report(run_folder, storage_options, drift=summary.get("drift"), title_output=output)
@@ -336,8 +365,6 @@ def _write_report(output: str, storage_options):
 
 
 def _sum_counters(counters):
-    from collections import Counter
-
     total = Counter()
     for c in counters:
         total.update(c)
