@@ -103,18 +103,29 @@ def _quiet_error(message: str):
     raise _ArgumentProblem(message)
 
 
-def _check_output_early(output: str, storage_options: dict) -> int | None:
-    """A local OUTPUT that is a file or a folder of other files is refused before Beam is even loaded."""
-    from transforms.ownership import OutputRefused, check_output
+def _check_output_early(output: str, storage_options: dict, inputs: list[str], mask_labels: str | None) -> int | None:
+    """A local OUTPUT framebeam must not write (a file, a folder of other files, one over the local
+    inputs it reads) is refused before Beam is even loaded: returns the exit status then."""
+    from transforms.ownership import OutputRefused, check_output, check_overlap, folders_read
     from transforms.uris import redact_uri
 
-    if "://" in output and not output.startswith("file://"):
+    def local(uri: str) -> bool:
+        return "://" not in uri or uri.startswith("file://")
+
+    if not local(output):
         return None  # a bucket: listed once, in the pre-flight checks
     try:
         check_output(output, storage_options)
+        if inputs and all(local(i) for i in inputs):
+            from transforms.reading import expand_input
+
+            shards = [s for pattern in inputs for s in expand_input(pattern, storage_options)[:10_000]]
+            check_overlap(output, folders_read(shards, mask_labels, storage_options))
     except OutputRefused as e:
         sys.stderr.write(f"framebeam: {redact_uri(str(e))}\n")
         return EXIT_MISUSE
+    except Exception:  # noqa: BLE001 - whatever else is wrong, the pre-flight checks say it properly
+        return None
     return None
 
 
@@ -147,7 +158,8 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
         for a, required in saved:
             a.required = required
     if command in COMMANDS and getattr(known, "output", None):
-        status = _check_output_early(known.output, getattr(known, "storage_options", None) or {})
+        status = _check_output_early(known.output, getattr(known, "storage_options", None) or {},
+                                     getattr(known, "inputs", None) or [], getattr(known, "mask_labels", None))
         if status is not None:
             return status
     flags = [t for t in rest if t.startswith("-") and t != "-"]
@@ -208,13 +220,16 @@ def _on_signal(signum: int, active) -> None:
     from pipelines.lifecycle import EXIT_INTERRUPTED, EXIT_TERMINATED
 
     what = "interrupted" if signum == signal.SIGINT else "terminated"
-    removed = False
+    state = "nothing"
     try:
         if active is not None:
-            removed = active.stop()
+            state = active.stop()
     finally:
-        note = "; its unfinished run folder was removed" if removed else ""
-        sys.stderr.write(f"\nframebeam: {what}; nothing was published, the previous output is unchanged{note}.\n")
+        if state == "published":
+            said = "after this run was published: the output is this run's, complete"
+        else:
+            said = "nothing was published, the previous output is unchanged" + ("; this run's folder was removed" if state == "removed" else "")
+        sys.stderr.write(f"\nframebeam: {what}; {said}.\n")
         sys.stderr.flush()
         os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
 

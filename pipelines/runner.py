@@ -116,7 +116,7 @@ class Checked(NamedTuple):
 def preflight(job: JobOptions) -> Checked:
     """Every check that needs no work, cheapest first; InputError (one line) on the first failure.
     Ends by claiming OUTPUT (creating it and writing the marker: the write probe)."""
-    from transforms.ownership import OutputRefused, check_output, check_overlap, claim_output, folder_of, sample_mask_folders
+    from transforms.ownership import OutputRefused, check_output, check_overlap, claim_output, folders_read
 
     so = job.storage_options
     try:
@@ -131,12 +131,8 @@ def preflight(job: JobOptions) -> Checked:
     check_baseline(job)
     shards: list[str] = []
     size = check_inputs(job, shards)
-    folders = [("input shards", f) for f in sorted({folder_of(s) for s in shards})]
-    if job.mask_labels:
-        folders.append(("class table (--mask-labels)", folder_of(job.mask_labels)))
-    folders += [("masks and sources the frames name", f) for f in sorted(sample_mask_folders(shards, so))]
     try:
-        check_overlap(job.output, folders)
+        check_overlap(job.output, folders_read(shards, job.mask_labels, so))
         claim_output(job.output, so, state)
     except OutputRefused as e:
         raise InputError(redact_uri(str(e))) from None
@@ -153,21 +149,21 @@ class ActiveRun:
     started_pids: set[int] = field(default_factory=set)
     pipeline_started: bool = False
 
-    def stop(self) -> bool:
+    def stop(self) -> str:
         """Stop writing, kill this run's worker processes, remove its unpublished run folder, release the
-        lease. Returns True when the run folder was removed (False: published, or nothing to remove)."""
+        lease. Returns "published" (the run had already been published), "removed" or "nothing"."""
         from pipelines.lifecycle import descendants, kill_processes
         from transforms import writing
 
         writing.STOPPING.set()
         kill_processes(descendants() - self.started_pids)
-        removed = False
+        state = "nothing"
         if self.lease is not None:
             with contextlib.suppress(Exception):
-                removed = writing.remove_own_run(self.job.output, self.run_id, self.job.storage_options)
+                state = "removed" if writing.remove_own_run(self.job.output, self.run_id, self.job.storage_options) else "published"
             self.lease.release()
             self.lease = None
-        return removed
+        return state
 
 
 def take_lease(job: JobOptions, run_id: str, wait_s: float = 0.0, on_wait=None):
@@ -217,8 +213,9 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
                 where = run_log.failure(e)
                 failure = classify_failure(e, redact_uri(job.output))
                 kill_processes(_beam_workers(descendants() - active.started_pids))
-                writing.remove_own_run(job.output, active.run_id, job.storage_options)
-                raise RunFailed(failure.message + "; nothing was published", where) from None
+                if writing.remove_own_run(job.output, active.run_id, job.storage_options):
+                    raise RunFailed(failure.message + "; nothing was published, the previous output is unchanged", where) from None
+                raise RunFailed(failure.message + " after this run was published: the output is this run's, complete", where) from None
             summary = read_summary(job.output, job.storage_options)
             log.info("%s %s published: %s", job.command, active.run_id, verdict_line(summary).strip())
     finally:

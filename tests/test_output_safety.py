@@ -514,3 +514,12 @@ def test_progress_counts_masks_decoded_of_planned_and_the_run_ends_with_its_verd
     assert verdict == "PASSED" or verdict.startswith("FAILED: ")
     logs = list((out / "_logs").glob("*.log"))
     assert len(logs) == 1 and "masks decoded" in logs[0].read_text()
+
+
+def test_an_output_in_a_bucket_that_does_not_exist_fails_before_any_work(s3, sample, capsys):  # noqa: F811 - fixture
+    started = time.monotonic()
+    assert run_cli("run", "--input", f"{sample}/frames-*", "--mask-labels", str(sample / "mask_labels.json"),
+                   "--output", "s3://no-such-bucket/out") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no-such-bucket" in err and "bucket does not exist" in err, err
+    assert time.monotonic() - started < 60

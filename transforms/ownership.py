@@ -158,6 +158,16 @@ def folder_of(uri: str) -> str:
     return posixpath.dirname(uri.rstrip("/")) or "."
 
 
+def folders_read(shards: list[str], mask_labels: str | None, storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """The folders a run reads, for ``check_overlap``: the shards', the class table's, and those of the
+    mask and source URIs named in the first bytes of the first shards."""
+    folders = [("input shards", f) for f in sorted({folder_of(s) for s in shards})]
+    if mask_labels:
+        folders.append(("class table (--mask-labels)", folder_of(mask_labels)))
+    folders += [("masks and sources the frames name", f) for f in sorted(sample_mask_folders(shards, storage_options))]
+    return folders
+
+
 _URI_FIELD = re.compile(rb'"uri"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
