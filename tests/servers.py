@@ -198,6 +198,7 @@ class FaultPlan:
     max_failures: int = 0
     faults: tuple[str, ...] = FAULTS
     forbidden_paths: frozenset[str] = frozenset()  # request paths ("/bucket/key") answered with S3's 403
+    forbidden_part: str | None = None  # request paths containing this are answered with S3's 403 too
     # Request paths containing this are answered 400 at once: for API calls the upstream emulator lacks and
     # answers 501, which clients retry for half a minute before they fall back.
     unsupported: str | None = None
@@ -246,7 +247,7 @@ class FaultProxy:
         with self._lock:
             self.requests.append((method, path))
             plan = self.plan
-            if urlsplit(path).path in plan.forbidden_paths:
+            if urlsplit(path).path in plan.forbidden_paths or (plan.forbidden_part and plan.forbidden_part in path):
                 fault = "403"
             elif plan.unsupported and plan.unsupported in path:
                 return "400"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.servers import gcs, gcs_emulator, gcs_proxy, moto_s3, s3  # noqa: F401 - fixtures
+from tests.servers import gcs, gcs_emulator, gcs_proxy, moto_s3, s3, s3_proxy, s3_through_proxy  # noqa: F401 - fixtures
 from transforms import lease as leases
 from transforms import writing
 from transforms.ownership import MARKER, OutputRefused, check_output, check_overlap, claim_output
@@ -523,3 +523,26 @@ def test_an_output_in_a_bucket_that_does_not_exist_fails_before_any_work(s3, sam
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no-such-bucket" in err and "bucket does not exist" in err, err
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.slow
+def test_a_storage_failure_mid_run_is_two_lines_and_removes_the_run(s3_through_proxy, moto_s3, sample, capsys):  # noqa: F811
+    from tests.servers import FaultPlan
+
+    fs = moto_s3.filesystem()
+    fs.mkdir("safety-bucket")
+    fs.put(str(sample), "safety-bucket/data", recursive=True)
+    # Every write of the workers' table files is refused with S3's 403, as a bucket policy would.
+    s3_through_proxy.arm(FaultPlan(forbidden_part="/_incoming/"))
+    status = run_cli("run", "--input", "s3://safety-bucket/data/frames-*", "--mask-labels", "s3://safety-bucket/data/mask_labels.json",
+                     "--output", "s3://safety-bucket/out", "--quiet")
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "permission denied" in lines[0] and "nothing was published" in lines[0], err
+    assert "traceback is in" in lines[1]
+    s3_through_proxy.arm(FaultPlan())
+    fs.invalidate_cache()
+    assert not fs.exists("safety-bucket/out/_LEASE")
+    assert not [p for p in fs.find("safety-bucket/out/_runs")], "the failed run's folder is still there"
+    assert fs.exists("safety-bucket/out/_FRAMEBEAM_OUTPUT") and fs.find("safety-bucket/out/_logs")
