@@ -50,6 +50,12 @@ class Progress:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if exc[0] is None:  # the last count, for the log (and a pipe): the live line only saw the last poll
+            text = self.line()
+            log.info(text.removeprefix("framebeam: "))
+            if self.show and not self.tty:
+                self.stream.write(text + "\n")
+                self.stream.flush()
         os.environ.pop(ENV_DIR, None)
         if self.tty:
             self.stream.write("\r\033[K")
