@@ -157,14 +157,22 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
         del sub.error
         for a, required in saved:
             a.required = required
+    # OUTPUT first: it needs no Beam (~1-5 s to load, which checking Beam's flags needs), so a wrong
+    # --output is reported within a second whatever else the command line holds.
     if command in COMMANDS and getattr(known, "output", None):
         status = _check_output_early(known.output, getattr(known, "storage_options", None) or {},
                                      getattr(known, "inputs", None) or [], getattr(known, "mask_labels", None))
         if status is not None:
             return status
     flags = [t for t in rest if t.startswith("-") and t != "-"]
-    if not flags:
-        return None
+    if flags:
+        _unknown_flags(sub, command, rest, flags)
+    return None
+
+
+def _unknown_flags(sub: argparse.ArgumentParser, command: str, rest: list[str], flags: list[str]) -> None:
+    from pipelines.options import COMMANDS
+
     if command in COMMANDS:
         from pipelines.options import beam_flag_names, unknown_beam_flags
 
@@ -173,7 +181,7 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
     else:
         unknown, candidates = flags, _own_flags(sub)
     if not unknown:
-        return None
+        return
     parts = []
     for flag in unknown:
         name = flag.split("=", 1)[0]

@@ -289,12 +289,13 @@ def test_a_second_run_into_an_owned_output_replaces_only_its_own_files(sample, t
 
 
 def test_did_you_mean_and_unknown_flags_before_missing_ones(sample, tmp_path, capsys):
+    o = str(tmp_path / "o")
     for argv, expected in [
-        (["run", "--input", "x", "--mask-label", "y", "--output", "o"], "--mask-label (did you mean --mask-labels?)"),
-        (["run", "--input", "x", "--ouptut", "o"], "--ouptut (did you mean --output?)"),
-        (["convert", "--input", "x", "--output", "o", "--direct-num-workers", "2"], "did you mean --direct_num_workers?"),
+        (["run", "--input", "x", "--mask-label", "y", "--output", o], "--mask-label (did you mean --mask-labels?)"),
+        (["run", "--input", "x", "--ouptut", o], "--ouptut (did you mean --output?)"),
+        (["convert", "--input", "x", "--output", o, "--direct-num-workers", "2"], "did you mean --direct_num_workers?"),
         (["rn", "--input", "x"], "did you mean 'run'?"),
-        (["tables", "o", "--storage-option", "{}"], "did you mean --storage-options?"),
+        (["tables", o, "--storage-option", "{}"], "did you mean --storage-options?"),
     ]:
         with pytest.raises(SystemExit) as e:
             run_cli(*argv)
