@@ -467,7 +467,7 @@ def small_tmpfs(tmp_path) -> Path:
 @pytest.mark.slow
 def test_a_full_disk_fails_in_two_lines_and_the_next_smaller_run_fits(sample, small_tmpfs):
     out = small_tmpfs / "out"
-    result = cli(*run_args(sample, out))  # ~190 KB of tables and report on a 150 KB disk
+    result = cli(*run_args(sample, out, "--quiet"))  # ~190 KB of tables and report on a 150 KB disk
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert 1 <= len(lines) <= 2 and "no space left" in lines[0], result.stderr
@@ -492,7 +492,7 @@ def test_a_read_only_output_is_refused_before_any_work(sample, tmp_path):
         if ro.returncode != 0:
             pytest.skip(f"cannot remount read-only here: {ro.stderr.decode().strip()}")
         before = tree_digest(out)
-        result = cli(*run_args(sample, out))
+        result = cli(*run_args(sample, out, "--quiet"))
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and "read-only" in result.stderr, result.stderr
         assert tree_digest(out) == before
