@@ -32,6 +32,7 @@ from transforms import progress, writing
 FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
+FRAME_SLICES = "frame_slices"  # (frame key, the frame's --slice-by values) of frames with masks to decode
 DUPLICATE_BUCKETS = 64
 
 
@@ -101,6 +102,7 @@ class JoinOptions:
     mask_labels: MaskLabels | None = None
     decode: bool = False
     max_masks_per_frame: int = 256
+    slice_by: tuple[str, ...] = ()
 
 
 @chunk_gc
@@ -133,6 +135,12 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.line))
         if decode_here:
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
+            if options.slice_by:
+                from transforms.slices import frame_slice_values
+                from transforms.validation import meta_texts
+
+                values = frame_slice_values(frame.doc.context_id, meta_texts([frame.doc.meta])[0], options.slice_by)
+                out.append(beam.pvalue.TaggedOutput(FRAME_SLICES, ((frame.shard, frame.line), values)))
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
             out.extend(beam.pvalue.TaggedOutput(MASK_REQUESTS, req) for req in requests)
@@ -231,6 +239,7 @@ class Joined(NamedTuple):
     duplicates: beam.PCollection      # TableRows of issues: the dataset-wide duplicate frame id check
     mask_requests: beam.PCollection   # MaskRequest of each mask to decode (decoding jobs only)
     pending_frames: beam.PCollection  # ((shard, line), frames row) of frames whose masks are decoded
+    frame_slices: beam.PCollection    # ((shard, line), the frame's --slice-by values) of those frames (with --slice-by)
 
 
 @dataclass
@@ -247,13 +256,14 @@ class JoinMasks(beam.PTransform):
 
     def expand(self, validated) -> Joined:
         out = validated | "JoinAndFlatten" >> beam.FlatMap(join_chunk, self.options).with_outputs(
-            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, main="rows")
+            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, FRAME_SLICES, main="rows")
         duplicates = (
             out[FRAME_IDS]
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch.entries())))
         )
-        return Joined(rows=out.rows, duplicates=duplicates, mask_requests=out[MASK_REQUESTS], pending_frames=out[PENDING_FRAMES])
+        return Joined(rows=out.rows, duplicates=duplicates, mask_requests=out[MASK_REQUESTS], pending_frames=out[PENDING_FRAMES],
+                      frame_slices=out[FRAME_SLICES])
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -297,6 +307,7 @@ class TableBranches(NamedTuple):
     decoded: Any = None  # masks.Decoded
     summary_extras: beam.PCollection | None = None  # (key, value) pairs merged into summary.json
     drift_rows: beam.PCollection | None = None  # TableRows of drift findings (with --baseline)
+    history: beam.PCollection | None = None  # one element: this run's history rows (transforms.history.compare_run)
 
 
 @dataclass
@@ -308,6 +319,7 @@ class WriteTables(beam.PTransform):
     tables: Sequence[str]
     run_info: writing.RunInfo
     storage_options: dict[str, Any] | None = None
+    keep_history: int = 30
 
     def __post_init__(self):
         super().__init__()
@@ -329,6 +341,7 @@ class WriteTables(beam.PTransform):
             (joined.rows, "WriteFrameRows", "CountFrameRows"),
             (decoded and decoded.label_summary, "WriteLabelSummary", "CountLabelSummary"),
             (decoded and decoded.measured, "WriteMeasured", "CountMeasured"),
+            (decoded and decoded.slice_summary, "WriteSliceSummary", "CountSliceSummary"),
         ]
         staging = writing.staging_dir(self.output, self.run_id)
         written, counted = [], []
@@ -342,16 +355,32 @@ class WriteTables(beam.PTransform):
         extras = branches.summary_extras
         if extras is None:
             extras = files.pipeline | "NoSummaryExtras" >> beam.Create([])
-        output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
+        history = branches.history
+        if history is None:
+            history = files.pipeline | "NoHistoryRows" >> beam.Create([])
+        output, run_id, tables, info, so, keep = (self.output, self.run_id, self.tables, self.run_info, self.storage_options,
+                                                  self.keep_history)
         return (
             files
             | "Publish" >> beam.Map(
-                lambda written, counts, extras: writing.publish(
-                    output, run_id, written, tables, writing.build_summary(info, counts, extras), so, _write_report(output, so)),
+                lambda written, counts, extras, history: _publish(output, run_id, written, tables, info, counts, extras,
+                                                                  history, keep, so),
                 counts=beam.pvalue.AsSingleton(counts),
                 extras=beam.pvalue.AsDict(extras),
+                history=beam.pvalue.AsList(history),
             )
         )
+
+
+def _publish(output: str, run_id: str, written: list, tables: Sequence[str], info: writing.RunInfo, counts, extras: dict,
+             history: list, keep_history: int, storage_options) -> dict:
+    """The summary, this run's history tables (carried forward from the previous run), then the atomic publish."""
+    from transforms.history import write_history
+
+    summary = writing.build_summary(info, counts, extras)
+    summary["published_at"] = writing.now_iso()
+    written = list(written) + write_history(output, run_id, summary, history[0] if history else None, keep_history, storage_options)
+    return writing.publish(output, run_id, written, tables, summary, storage_options, _write_report(output, storage_options))
 
 
 def _write_report(output: str, storage_options):
