@@ -50,6 +50,9 @@ class JobOptions:
     allow_http: bool = False
     allow_uri_prefixes: tuple[str, ...] = ()
     min_label_frames: int = 5
+    shape_stats: bool = True
+    min_component_pixels: int = 4
+    max_outside_roi: float = 0.005
     max_errors: int = 0
     fail_on: str = "error"
     max_error_rate: float | None = None
@@ -110,6 +113,13 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             help="Only read mask URIs under this prefix (repeatable).")
         parser.add_argument("--min-label-frames", type=_positive_int, default=5, metavar="N",
                             help="Warn about labels seen in fewer frames (default 5).")
+        parser.add_argument("--no-shape-stats", dest="shape_stats", action="store_false",
+                            help="Skip the shape columns of label_stats (components, holes, component sizes) and mask_speckle; "
+                                 "pixels_outside_roi is still measured.")
+        parser.add_argument("--min-component-pixels", type=_positive_int, default=4, metavar="N",
+                            help="A component (8-connected) smaller than N pixels is a speck: an info finding mask_speckle (default 4).")
+        parser.add_argument("--max-outside-roi", type=_fraction, default=0.005, metavar="FRACTION",
+                            help="Warn (mask_outside_roi) when more than this fraction of a colour's pixels lie outside its ROI's poly (default 0.005).")
         parser.add_argument("--baseline", metavar="previous|DIR",
                             help="Compare labels with `previous` (the previous complete run into the same --output, from its "
                                  "history) or an earlier run's output folder: drift values in summary.json, labels that "
@@ -152,6 +162,9 @@ def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
         allow_http=getattr(args, "allow_http", False),
         allow_uri_prefixes=tuple(getattr(args, "allow_uri_prefixes", ())),
         min_label_frames=getattr(args, "min_label_frames", 5),
+        shape_stats=getattr(args, "shape_stats", True),
+        min_component_pixels=getattr(args, "min_component_pixels", 4),
+        max_outside_roi=getattr(args, "max_outside_roi", 0.005),
         max_errors=getattr(args, "max_errors", 0),
         fail_on=getattr(args, "fail_on", "error"),
         max_error_rate=getattr(args, "max_error_rate", None),

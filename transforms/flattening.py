@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from transforms.findings import ERROR, Finding
+from transforms.findings import ERROR, WARNING, Finding
 from transforms.content_types import infer_content_type
 from transforms.joining import JoinedFrame
 from transforms.reading import RawRecord
@@ -80,11 +80,12 @@ def record_problem_row(shard: str, rec: RawRecord, finding: Finding) -> Row:
 
 
 def count_severities(findings: Iterable[Finding]) -> tuple[int, int]:
+    """(errors, warnings); info findings are neither."""
     errors = warnings = 0
     for f in findings:
         if f.severity == ERROR:
             errors += 1
-        else:
+        elif f.severity == WARNING:
             warnings += 1
     return errors, warnings
 

@@ -573,3 +573,6 @@ def warm() -> None:
     from transforms.decoding import _warm_png_kernels
 
     _warm_png_kernels()
+    from transforms import shapes  # the shape columns' passes over the label image
+
+    shapes.warm()

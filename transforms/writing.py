@@ -406,7 +406,7 @@ def build_summary(info: RunInfo, counts: Counter, extras: dict[str, Any] | None 
         "records": frames + rejected,
         "invalid_records": frames - valid + rejected,
         "masks": {"referenced": counts.get(("masks", "total"), 0), "decoded": counts.get(("masks", "decoded"), 0)},
-        "findings": {"error": severities.get("error", 0), "warning": severities.get("warning", 0)},
+        "findings": {"error": severities.get("error", 0), "warning": severities.get("warning", 0), "info": severities.get("info", 0)},
         "findings_by_code": by_code,
         "versions": package_versions(),
         **(extras or {}),
