@@ -359,6 +359,24 @@ def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False)
             yield TableRows(table, rows)
 
 
+class DecodeAndMeasureFn(beam.DoFn):
+    """(read URI, requests) -> the rows and tagged outputs of every request of that mask object."""
+
+    def __init__(self, options: DecodeOptions):
+        self.options = options
+
+    def setup(self):
+        # The mask kernel's machine code loads once per worker process (~0.5 s of CPU from numba's on-disk
+        # cache, bench/first_mask_bench.py): here, not inside the first mask's --mask-decode-timeout.
+        from transforms import kernel
+
+        kernel.load()
+
+    def process(self, element):
+        key, requests = element
+        yield from _results_to_outputs(analyse_group(key, requests, self.options), bool(self.options.slice_by))
+
+
 def merge_frame(key_and_groups) -> Iterator[Any]:
     """The frames row of a frame with masks, its counts including decode-level findings."""
     _, groups = key_and_groups
@@ -396,7 +414,7 @@ class DecodeMasks(beam.PTransform):
             joined.mask_requests
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts), bool(opts.slice_by)))
+            | "DecodeAndMeasure" >> beam.ParDo(DecodeAndMeasureFn(opts))
             .with_outputs(FRAME_COUNTS, LABEL_KEYS, RUN_EVENTS, SLICE_MASKS, main="rows")
         )
         frames = (
