@@ -293,6 +293,9 @@ def _run_job(args: argparse.Namespace, beam_flags: list[str], run: dict) -> int:
     if job.decode:
         for name, value in MALLOC_THRESHOLDS.items():
             os.environ.setdefault(name, value)  # a value the user set wins
+    from transforms.uris import install_log_redaction
+
+    install_log_redaction()  # every log line (the run's log file included) goes through the one redaction function
     # The local job service relays every worker's start-up chatter as warnings; real failures still raise.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
 
@@ -310,7 +313,7 @@ def _run_job(args: argparse.Namespace, beam_flags: list[str], run: dict) -> int:
         summary = run_job(job, beam_flags, show_progress=not job.quiet, active=active,
                           wait_for_lock=args.wait_for_lock, debug=debug, on_wait=waiting)
     except InputError as e:
-        print(f"framebeam: {e}", file=sys.stderr)
+        print(f"framebeam: {redact_uri(str(e))}", file=sys.stderr)
         return EXIT_MISUSE
     except RunFailed as e:
         print(f"framebeam: {redact_uri(str(e))}.", file=sys.stderr)

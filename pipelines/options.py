@@ -45,6 +45,7 @@ class JobOptions:
     max_json_depth: int = 64
     max_masks_per_frame: int = 256
     mask_decode_timeout: float = 60.0
+    max_mask_bytes: int = 256 * 1024 * 1024
     colour_tolerance: int = 0
     crop_png: bool = False
     allow_http: bool = False
@@ -70,7 +71,9 @@ class JobOptions:
         d["allow_uri_prefixes"] = list(self.allow_uri_prefixes)
         d["max_drift"] = self.drift_thresholds()
         d["slice_by"] = list(self.slice_by)
-        return d
+        from transforms.uris import redact_value
+
+        return redact_value(d)  # URLs given as flags (--mask-labels, --baseline, ...) may carry user-info
 
     def drift_thresholds(self) -> dict[str, float]:
         """--max-drift as {metric: threshold}; a metric given twice keeps the last value."""
@@ -104,7 +107,9 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--max-masks-per-frame", type=_positive_int, default=256, metavar="N",
                             help="Decode at most N masks per frame (default 256); a frame with more gets a too_many_masks error.")
         parser.add_argument("--mask-decode-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                            help="Time limit per mask for decoding and statistics (default 60); over it: mask_decode_timeout.")
+                            help="Time limit per mask for reading, decoding and statistics (default 60); over it: mask_decode_timeout.")
+        parser.add_argument("--max-mask-bytes", type=_positive_int, default=256 * 1024 * 1024, metavar="N",
+                            help="Read at most N bytes of a mask file (default 256 MiB = 268435456); larger: mask_file_too_large.")
         parser.add_argument("--colour-tolerance", type=_byte, default=0, metavar="N",
                             help="Assign a pixel to the nearest declared colour within N per channel (default 0: exact; for lossy masks).")
         parser.add_argument("--crop-png", action="store_true", help="Also store each crop as 1-bit PNG bytes in crops.png.")
@@ -157,6 +162,7 @@ def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
         max_json_depth=args.max_json_depth,
         max_masks_per_frame=getattr(args, "max_masks_per_frame", 256),
         mask_decode_timeout=getattr(args, "mask_decode_timeout", 60.0),
+        max_mask_bytes=getattr(args, "max_mask_bytes", 256 * 1024 * 1024),
         colour_tolerance=getattr(args, "colour_tolerance", 0),
         crop_png=getattr(args, "crop_png", False),
         allow_http=getattr(args, "allow_http", False),

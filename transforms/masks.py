@@ -33,7 +33,7 @@ from transforms.joining import Declaration, MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
-from transforms.storage import open_binary, permanent_error_code, read_bytes
+from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
 from transforms.summary import LabelSummaryFn, RunCountsFn, fraction_hists, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
 
@@ -53,6 +53,7 @@ class DecodeOptions:
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
     mask_decode_timeout: float = 60.0
+    max_mask_bytes: int = 256 * 1024 * 1024
     slice_by: tuple[str, ...] = ()
     shape_stats: bool = True          # components, holes, component sizes, mask_speckle
     min_component_pixels: int = 4     # smaller components are specks
@@ -72,6 +73,7 @@ class DecodeOptions:
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
             mask_decode_timeout=job.mask_decode_timeout, slice_by=tuple(job.slice_by), shape_stats=job.shape_stats,
             min_component_pixels=job.min_component_pixels, max_outside_roi=job.max_outside_roi,
+            max_mask_bytes=getattr(job, "max_mask_bytes", 256 * 1024 * 1024),
         )
 
 
@@ -247,16 +249,16 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
     if first.is_video:
         yield from _analyse_video(requests, options)
         return
+    # One budget from the first byte read to the last statistics: a stalled server counts too.
+    deadline = DecodeDeadline(options.mask_decode_timeout)
     try:
-        data = read_bytes(first.read_uri, options.storage_options)
-    except Exception as exc:  # noqa: BLE001 - classified below; transient errors re-raise for a retry
-        code = permanent_error_code(exc)
-        if code is None:
-            raise
+        data = read_mask(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+                         max_bytes=options.max_mask_bytes, deadline=deadline)
+    except ReadProblem as problem:
+        message = f"Cannot read mask {redact_uri(first.read_uri)}: {problem.message}."
         for req in requests:
-            yield failed_request(req, _unreadable(req, code, exc, "mask"))
+            yield failed_request(req, Finding(problem.code, req.path, message))
         return
-    deadline = DecodeDeadline(options.mask_decode_timeout)  # from read to the last statistics; reading retries on its own
     cache: dict = {}
     analysed = 0
     try:
@@ -285,7 +287,15 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
     analysed_frame: np.ndarray | None = None
     cache: dict = {}
     try:
-        with open_binary(first.read_uri, options.storage_options) as f:
+        f = open_mask_file(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+                      max_bytes=options.max_mask_bytes)
+    except ReadProblem as problem:
+        message = f"Cannot read mask video {redact_uri(first.read_uri)}: {problem.message}."
+        for req in requests:
+            yield failed_request(req, Finding(problem.code, req.path, message))
+        return
+    try:
+        with f:
             for result in decode_video_frames(f, list(by_ts), start_ms=max(start, 0), max_pixels=options.max_mask_pixels):
                 reqs = by_ts.pop(result.timestamp_ms, [])
                 if result.error_code:
@@ -299,10 +309,8 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
                     analysed_frame, cache = result.packed, {}
                 for req in reqs:
                     yield analyse_request(req, result.packed, "video", options, cache)
-    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed
-        code = permanent_error_code(exc)
-        if code is None:
-            raise
+    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed: a finding, never a crash
+        code = permanent_error_code(exc) or "mask_unreadable"
         for reqs in by_ts.values():
             for req in reqs:
                 yield failed_request(req, _unreadable(req, code, exc, "mask video"))
