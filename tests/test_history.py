@@ -382,7 +382,7 @@ def comparable(rows: list[dict]) -> list[tuple]:
     """History rows without what differs between two runs of the same data (ids, times), floats rounded."""
     def norm(v):
         return round(v, 12) if isinstance(v, float) else (tuple(v) if isinstance(v, list) else v)
-    return sorted(tuple(norm(v) for k, v in sorted(r.items()) if k not in RUN_COLUMNS) for r in rows)
+    return sorted((tuple(norm(v) for k, v in sorted(r.items()) if k not in RUN_COLUMNS) for r in rows), key=repr)
 
 
 def local_history(out: Path) -> tuple[list[dict], list[dict]]:
