@@ -119,6 +119,7 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     tables["issues"].extend(chunk.problems)
     ids: dict[int, list] = defaultdict(list)
     joined_frames = []
+    planned = 0
     for frame in chunk.frames:
         joined = join_frame(frame, options.mask_labels)
         joined_frames.append(joined)
@@ -143,6 +144,9 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
             out.extend(beam.pvalue.TaggedOutput(MASK_REQUESTS, req) for req in requests)
+            planned += len(requests)
+    if planned:
+        progress.note(planned=planned)  # the masks to decode: the total the progress line counts down
     for table, rows in tables.items():
         if rows:
             out.append(TableRows(table, rows))
