@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import fsspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.flattening import TableRows, rows_to_table
@@ -455,16 +456,23 @@ def finding_counts(items: Iterable[TableRows]) -> Counter:
     for item in items:
         if item.table == "issues":
             for row in item.rows:
-                c[(row[3], row[4])] += 1
-                if row[2] is None and row[0] is not None and row[4].startswith(("json_", "record_")):
+                c[(row.severity, row.code)] += 1
+                if row.frame_id is None and row.shard is not None and row.code.startswith(("json_", "record_")):
                     c[("records", "rejected")] += 1  # a record that never became a frame
         elif item.table == "frames":
             c[("frames", "total")] += len(item.rows)
-            c[("frames", "valid")] += sum(1 for row in item.rows if row[8])
+            c[("frames", "valid")] += _count_equal(item.rows, "valid", True)
         elif item.table == "masks":
             c[("masks", "total")] += len(item.rows)
-            c[("masks", "decoded")] += sum(1 for row in item.rows if row[15] == "ok")
+            c[("masks", "decoded")] += _count_equal(item.rows, "status", "ok")
     return c
+
+
+def _count_equal(rows: Sequence | pa.Table, column: str, value: Any) -> int:
+    """How many rows (named rows, or an Arrow table) hold ``value`` in ``column``."""
+    if isinstance(rows, pa.Table):
+        return pc.sum(pc.equal(rows.column(column), value)).as_py() or 0
+    return sum(1 for row in rows if getattr(row, column) == value)
 
 
 COUNT_KINDS = ("frames", "records", "masks")
