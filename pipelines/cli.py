@@ -88,9 +88,12 @@ def _tables(output: str, storage_options: dict) -> int:
 
 
 def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_flags: list[str]) -> int:
-    from pipelines.options import job_options_from_args, unknown_beam_flags
+    from pipelines.options import RunnerUnavailable, job_options_from_args, unknown_beam_flags
 
-    unknown = unknown_beam_flags(beam_flags)
+    try:
+        unknown = unknown_beam_flags(beam_flags)
+    except RunnerUnavailable as e:
+        parser.error(str(e))
     if unknown:
         parser.error(f"unrecognized arguments (neither framebeam's nor Apache Beam's): {' '.join(unknown)}")
     job = job_options_from_args(args.command, args)

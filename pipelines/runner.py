@@ -90,7 +90,12 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False)
     p, size = prepare_job(job, beam_flags)
     with Progress(size.stored) if show_progress else contextlib.nullcontext():
         result = p.run()
-        result.wait_until_finish()
+        try:
+            result.wait_until_finish()
+        finally:
+            client = getattr(result, "client", None)  # the DaskRunner's connection to its scheduler
+            if client is not None:
+                client.close()
     summary = read_summary(job.output, job.storage_options)
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     return summary

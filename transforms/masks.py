@@ -323,29 +323,45 @@ class DecodeMasks(beam.PTransform):
         super().__init__()
 
     def expand(self, joined):
+        from apache_beam import typehints as th
+
+        from transforms.portable import MAIN, Tagged, only, tag_outputs
         from transforms.steps import MASK_REQUESTS, PENDING_FRAMES
 
         opts = self.options
+        # Single-output steps whose branches are selected by tag (see transforms.portable), each typed.
         decoded = (
             joined[MASK_REQUESTS]
-            | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
+            | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req)).with_output_types(th.Tuple[str, MaskRequest])
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: _results_to_outputs(analyse_group(kv[0], kv[1], opts)))
-            .with_outputs(FRAME_COUNTS, LABEL_KEYS, main="rows")
+            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: tag_outputs(_results_to_outputs(analyse_group(kv[0], kv[1], opts))))
+            .with_output_types(Tagged)
         )
         frames = (
-            {"frame": joined[PENDING_FRAMES], "counts": decoded[FRAME_COUNTS]}
+            {"frame": joined[PENDING_FRAMES], "counts": decoded | "FrameCounts" >> only(FRAME_COUNTS, th.Tuple[th.Tuple[str, int], tuple])}
             | "JoinFrameCounts" >> beam.CoGroupByKey()
-            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, main="rows")
+            | "MergeFrames" >> beam.FlatMap(lambda kv: tag_outputs(merge_frame(kv))).with_output_types(Tagged)
         )
         label_items = (
-            (decoded[LABEL_KEYS], frames[LABEL_KEYS])
+            (decoded | "MaskLabelEvents" >> only(LABEL_KEYS, th.Tuple[tuple, tuple]),
+             frames | "FrameLabelEvents" >> only(LABEL_KEYS, th.Tuple[tuple, tuple]))
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
-            | "ListLabels" >> beam.combiners.ToList()
+            | "ListLabels" >> _ListLabels()
         )
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
-        ])
-        return {"measured": decoded.rows, "decoded_frames": frames.rows, "label_summary": summary, LABEL_ITEMS: label_items}
+        ]).with_output_types(TableRows)
+        return {"measured": decoded | "MeasuredRows" >> only(MAIN, TableRows),
+                "decoded_frames": frames | "FrameRows" >> only(MAIN, TableRows),
+                "label_summary": summary, LABEL_ITEMS: label_items}
+
+
+class _ListLabels(beam.PTransform):
+    """(label key, accumulator) pairs -> one list of them (Gather: no side input, one element even when empty)."""
+
+    def expand(self, pcoll):
+        from transforms.portable import Gather
+
+        return {"items": pcoll} | "GatherLabels" >> Gather() | "Items" >> beam.Map(lambda g: g["items"]).with_output_types(list)

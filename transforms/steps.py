@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam import typehints
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -23,7 +24,8 @@ from transforms.coders import ChunkCoder
 from transforms.findings import Finding
 from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
-from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
+from transforms.portable import MAIN, SPREAD_BUCKETS, Gather, Spread, Tagged, only, tag_outputs
+from transforms.reading import ReadLimits, RecordChunk, ShardPart, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
 from transforms import progress, writing
@@ -32,6 +34,7 @@ FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
 DUPLICATE_BUCKETS = 64
+WRITE_BUCKETS = 16  # files per table (before max_rows splits them) when rows are gathered to be written
 SUMMARY_EXTRAS = "summary_extras"  # a branch of (key, value) pairs merged into summary.json
 
 
@@ -184,6 +187,7 @@ class ReadFrames(beam.PTransform):
     patterns: Sequence[str]
     limits: ReadLimits = ReadLimits()
     storage_options: dict[str, Any] | None = None
+    spread: int = SPREAD_BUCKETS  # ways the shard parts are split (see transforms.portable.Spread)
 
     def __post_init__(self):
         super().__init__()
@@ -196,11 +200,15 @@ class ReadFrames(beam.PTransform):
             | "ExpandGlobs" >> beam.FlatMap(expand_input, opts)
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
-            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts)
-            | "SpreadParts" >> beam.Reshuffle()
+            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts).with_output_types(ShardPart)
+            | "SpreadParts" >> Spread(_part_bucket, ShardPart, self.spread)
             | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(part, limits, opts), limits))
             .with_output_types(RecordChunk)
         )
+
+
+def _part_bucket(part: ShardPart) -> int:
+    return zlib.crc32(f"{part.uri}\x00{part.start}".encode("utf-8", "surrogatepass"))
 
 
 class Validate(beam.PTransform):
@@ -237,14 +245,22 @@ class JoinMasks(beam.PTransform):
         super().__init__()
 
     def expand(self, validated):
-        out = validated | "JoinAndFlatten" >> beam.FlatMap(join_chunk, self.options).with_outputs(
-            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, main="rows")
+        from transforms.masks import MaskRequest
+
+        # One output, branches selected by tag: runners need not split multi-output ParDos (Dask does not).
+        out = validated | "JoinAndFlatten" >> beam.FlatMap(lambda chunk, o: tag_outputs(join_chunk(chunk, o)), self.options) \
+            .with_output_types(Tagged)
+        rows = out | "JoinedRows" >> only(MAIN, TableRows)
+        ids = out | "JoinedFrameIds" >> only(FRAME_IDS, typehints.Tuple[int, FrameIdBatch])
+        requests = out | "JoinedMaskRequests" >> only(MASK_REQUESTS, MaskRequest)
+        pending = out | "JoinedPendingFrames" >> only(PENDING_FRAMES, typehints.Tuple[typehints.Tuple[str, int], tuple])
         duplicates = (
-            out[FRAME_IDS]
+            ids
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch.entries())))
+            .with_output_types(TableRows)
         )
-        return {"rows": out.rows, "duplicates": duplicates, MASK_REQUESTS: out[MASK_REQUESTS], PENDING_FRAMES: out[PENDING_FRAMES]}
+        return {"rows": rows, "duplicates": duplicates, MASK_REQUESTS: requests, PENDING_FRAMES: pending}
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -281,6 +297,35 @@ class WriteParquetFn(beam.DoFn):
         return writing.write_rows(table, rows, self.directory, self.storage_options)
 
 
+class WriteGroupFn(WriteParquetFn):
+    """Writes one group of rows ((table, bucket), [TableRows]) completely within ``process``, and
+    reports the files and the group's finding counts as ``Tagged`` ("files" / "counts").
+
+    For runners that drop what ``finish_bundle`` emits (Beam 2.77's DaskRunner): publish takes only
+    reported files (a retried task's orphans are deleted).
+    """
+
+    def process(self, group: tuple[tuple[str, int], Iterable[TableRows]]):
+        items = list(group[1])
+        for item in items:
+            for written in super().process(item):
+                yield Tagged("files", written)
+        for table in self.buffer.tables():
+            yield Tagged("files", self._flush(table))
+        yield Tagged("counts", writing.finding_counts(items))
+
+
+class KeyForWriting(beam.DoFn):
+    """(table, n % WRITE_BUCKETS) for the n-th item of the bundle: a bundle's rows spread over a few files per table."""
+
+    def start_bundle(self):
+        self.n = 0
+
+    def process(self, item: TableRows):
+        self.n += 1
+        yield (item.table, self.n % WRITE_BUCKETS), item
+
+
 @dataclass
 class WriteTables(beam.PTransform):
     """Named branches of TableRows -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS,
@@ -291,35 +336,57 @@ class WriteTables(beam.PTransform):
     tables: Sequence[str]
     run_info: writing.RunInfo
     storage_options: dict[str, Any] | None = None
+    # False for runners that drop finish_bundle's outputs: rows are then grouped per table before writing.
+    bundle_outputs: bool = True
 
     def __post_init__(self):
         super().__init__()
 
     def expand(self, branches: dict[str, beam.PCollection]):
-        # Each branch of rows is written where it is produced: flattening branches from different
-        # stages first would make the runner buffer (pickle) every row between them.
         branches = dict(branches)
         extras = branches.pop(SUMMARY_EXTRAS, None)
-        staging = writing.staging_dir(self.output, self.run_id)
-        written, counted = [], []
-        for name, rows in sorted(branches.items()):
-            label = name.title().replace("_", "")
-            written.append(rows | f"Write{label}" >> beam.ParDo(WriteParquetFn(staging, self.storage_options)))
-            counted.append(rows | f"Count{label}" >> beam.Map(lambda item: writing.finding_counts([item])))
-        files = tuple(written) | "AllFiles" >> beam.Flatten() | "ListFiles" >> beam.combiners.ToList()
-        counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters)
         if extras is None:
-            extras = files.pipeline | "NoSummaryExtras" >> beam.Create([])
-        output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
-        return (
-            files
-            | "Publish" >> beam.Map(
-                lambda written, counts, extras: writing.publish(
-                    output, run_id, written, tables, writing.build_summary(info, counts, extras), so, _write_report(output, so)),
-                counts=beam.pvalue.AsSingleton(counts),
-                extras=beam.pvalue.AsDict(extras),
+            extras = next(iter(branches.values())).pipeline | "NoSummaryExtras" >> beam.Create([]).with_output_types(typehints.Tuple[str, Any])
+        staging = writing.staging_dir(self.output, self.run_id)
+        if self.bundle_outputs:
+            # Each branch of rows is written where it is produced: flattening branches from different
+            # stages first would make the runner buffer (pickle) every row between them.
+            written, counted = [], []
+            for name, rows in sorted(branches.items()):
+                label = name.title().replace("_", "")
+                written.append(rows | f"Write{label}" >> beam.ParDo(WriteParquetFn(staging, self.storage_options))
+                               .with_output_types(writing.WrittenFile))
+                counted.append(rows | f"Count{label}" >> beam.Map(lambda item: writing.finding_counts([item])).with_output_types(dict))
+            files = tuple(written) | "AllFiles" >> beam.Flatten()
+            # Without defaults: CombineGlobally's default for an empty input is a side input; Gather copes with none.
+            counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters).without_defaults()
+            gathered = {"files": files, "counts": counts, "extras": extras} | "GatherForPublish" >> Gather()
+        else:
+            # Rows are grouped for writing anyway, so all branches go through one grouping (on Dask
+            # every extra GroupByKey is a shuffle over the sum of its inputs' partitions).
+            written = (
+                tuple(branches.values())
+                | "AllRows" >> beam.Flatten()
+                | "KeyForWriting" >> beam.ParDo(KeyForWriting()).with_output_types(typehints.Tuple[typehints.Tuple[str, int], TableRows])
+                | "GroupForWriting" >> beam.GroupByKey()
+                | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging, self.storage_options)).with_output_types(Tagged)
             )
+            gathered = (
+                {"written": written, "extras": extras}
+                | "GatherForPublish" >> Gather()
+                | "SplitWritten" >> beam.Map(_split_written).with_output_types(dict[str, list])
+            )
+        output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
+        return gathered | "Publish" >> beam.Map(
+            lambda g: writing.publish(
+                output, run_id, g["files"], tables,
+                writing.build_summary(info, _sum_counters(g["counts"]), dict(g["extras"])), so, _write_report(output, so)),
         )
+
+
+def _split_written(g: dict[str, list]) -> dict[str, list]:
+    return {"files": [t.value for t in g["written"] if t.tag == "files"],
+            "counts": [t.value for t in g["written"] if t.tag == "counts"], "extras": g["extras"]}
 
 
 def _write_report(output: str, storage_options):
