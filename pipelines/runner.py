@@ -10,7 +10,7 @@ import fsspec
 from fsspec.utils import infer_compression
 
 from pipelines.assemble import build_pipeline, new_run_id
-from pipelines.options import JobOptions, beam_options
+from pipelines.options import JobOptions, beam_options, uses_dask
 from pipelines.progress import Progress
 from transforms.joining import MaskLabels
 from transforms.reading import expand_input
@@ -84,11 +84,27 @@ def prepare_job(job: JobOptions, beam_flags: list[str]) -> tuple[beam.Pipeline, 
     return p, size
 
 
+DASK_TASK_RETRIES = 3  # as Dataflow: a bundle that fails 4 times fails the job
+
+
+def task_retries(dask: bool):
+    """Dask reruns a task whose worker died, but not one that raised: framebeam raises on transient
+    storage errors for the runner to retry (transforms/storage.py), so every task the DaskRunner
+    builds inside this context is annotated with retries."""
+    if not dask:
+        return contextlib.nullcontext()
+    import dask as dask_module
+
+    return dask_module.annotate(retries=DASK_TASK_RETRIES)
+
+
 def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False) -> dict[str, Any]:
     """Run the pipeline to completion and return its summary (summary.json)."""
     started = time.monotonic()
     p, size = prepare_job(job, beam_flags)
-    with Progress(size.stored) if show_progress else contextlib.nullcontext():
+    dask = uses_dask(beam_flags)
+    # On Dask the workers' progress files are not where the launcher looks (nor are Beam counters collected).
+    with Progress(size.stored) if show_progress and not dask else contextlib.nullcontext(), task_retries(dask):
         result = p.run()
         try:
             result.wait_until_finish()
