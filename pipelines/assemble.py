@@ -9,7 +9,7 @@ from pipelines.options import JobOptions, spread_buckets
 from transforms.joining import MaskLabels
 from transforms.reading import ReadLimits
 from transforms.schema import CORE_TABLES, DECODE_TABLES
-from transforms.steps import SUMMARY_EXTRAS, JoinMasks, JoinOptions, ReadFrames, Validate, WriteTables
+from transforms.steps import JoinMasks, JoinOptions, ReadFrames, TableBranches, Validate, WriteTables
 from transforms.writing import RunInfo, now_iso
 
 
@@ -27,18 +27,15 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         | "Validate" >> Validate(job.max_json_depth)
         | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame))
     )
-    branches = {"frame_rows": joined["rows"], "duplicate_rows": joined["duplicates"]}
-    tables = CORE_TABLES
+    branches, tables = TableBranches(joined), CORE_TABLES
     if job.decode:
-        from transforms.masks import LABEL_ITEMS, DecodeMasks, DecodeOptions
+        # Imported here: a convert job never loads the decoders.
+        from transforms.masks import DecodeMasks, DecodeOptions
         from transforms.summary import CompareLabels
 
-        decoded = dict(joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job)))
-        compared = decoded.pop(LABEL_ITEMS) | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
-        branches.update(decoded)
-        branches[SUMMARY_EXTRAS] = compared["extras"]
-        if compared["drift_rows"] is not None:
-            branches["drift_rows"] = compared["drift_rows"]
+        decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels)
+        compared = decoded.label_items | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
+        branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"])
         tables = CORE_TABLES + DECODE_TABLES
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
     branches | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so, bundle_outputs=keeps_bundle_outputs(p))

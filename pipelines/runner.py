@@ -131,9 +131,7 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
         lines.append(f"  {'code'.ljust(width)}  severity  count")
         for code, info in by_code:
             lines.append(f"  {code.ljust(width)}  {info['severity']:<8}  {info['count']:,}")
-    labels = summary.get("labels") or []
-    if labels:
-        lines.append("  top labels: " + ", ".join(f"{'/'.join(x['labels']) or '(none)'} {x['frames']:,}" for x in labels[:8]))
+    lines += label_lines(summary.get("labels") or [])
     masks = summary.get("masks", {})
     if masks.get("decoded"):
         rate = f", {masks['decoded'] / elapsed:,.1f} masks/s" if elapsed else ""
@@ -145,6 +143,36 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
                      f"{len(drift['labels_vanished'])} vanished, {len(drift['colour_changed'])} changed colour")
     tables = summary.get("tables", {})
     lines.append("  tables: " + ", ".join(f"{t}={n:,}" for t, n in tables.items()) + f"  -> {redact_uri(job.output)}")
-    if job.command == "validate":
-        lines.append("  PASSED" if summary["passed"] else "  FAILED: " + "; ".join(summary["reasons"]))
+    lines.append(verdict_line(summary))
     print("\n".join(lines))
+
+
+def verdict_line(summary: dict[str, Any]) -> str:
+    """The run's verdict, as the report's headline shows it: the last line of the terminal summary."""
+    if summary.get("passed") is None:
+        return "  verdict: unknown (summary.json has none)"
+    return "  PASSED" if summary["passed"] else "  FAILED: " + "; ".join(summary.get("reasons") or [])
+
+
+TERMINAL_LABELS = 8
+
+
+def label_lines(labels: list[dict[str, Any]]) -> list[str]:
+    """The most present labels (masks with pixels / masks declaring it), and those never present."""
+    if not labels:
+        return []
+
+    def name(x: dict[str, Any]) -> str:
+        return "/".join(x["labels"]) or "(none)"
+
+    present = [x for x in labels if x.get("masks_present")]
+    absent = [x for x in labels if not x.get("masks_present") and x.get("masks_declared")]
+    out = []
+    if present:
+        more = f" (+{len(present) - TERMINAL_LABELS} more)" if len(present) > TERMINAL_LABELS else ""
+        out.append("  labels by presence (masks with pixels/declared): "
+                   + ", ".join(f"{name(x)} {x['masks_present']:,}/{x['masks_declared']:,}" for x in present[:TERMINAL_LABELS]) + more)
+    if absent:
+        more = f" (+{len(absent) - TERMINAL_LABELS} more)" if len(absent) > TERMINAL_LABELS else ""
+        out.append(f"  never present ({len(absent)}): " + ", ".join(name(x) for x in absent[:TERMINAL_LABELS]) + more)
+    return out

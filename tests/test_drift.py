@@ -38,9 +38,10 @@ def drift_codes(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setitem(findings.CODES, code, info)
 
 
-def summary_row(labels: list[str], rgb: tuple[int, int, int], frames: int) -> tuple:
-    """A label_summary row; only labels, rgb and frames matter for drift, the rest is plausible filler."""
-    return (labels, list(rgb), frames, frames, frames, frames * 100, 0.1, 0.0, 0.2, 0.1, 0.2, 10.0, 10.0)
+def summary_row(labels: list[str], rgb: tuple[int, int, int], frames: int, declared: int | None = None) -> tuple:
+    """A label_summary row; only labels, rgb and frames_present matter for drift, the rest is plausible filler."""
+    declared = frames if declared is None else declared
+    return (labels, list(rgb), frames, frames, declared, declared, frames * 100, 0.1, 0.0, 0.2, 0.1, 0.2, 10.0, 10.0)
 
 
 def write_output(directory: Path, tables: dict[str, list[tuple]], listed: list[str] | None = None) -> str:
@@ -123,6 +124,24 @@ def test_a_label_in_two_colours_counts_both(tmp_path: Path) -> None:
     counts = read_label_counts(out)
     assert counts.frames == {("car",): 4}  # the colour without labels is no class
     assert counts.colours == {("car",): {CAR, (0, 0, 70)}}
+
+
+def test_drift_counts_presence_not_declarations(tmp_path: Path) -> None:
+    # A 32-class table declares tree in all 100 masks; it has pixels in 7 of them; train in none.
+    out = write_output(tmp_path / "o", {"label_summary": [
+        summary_row(["tree"], TREE, 7, declared=100), summary_row(["train"], (192, 64, 128), 0, declared=100)]})
+    assert read_label_counts(out).frames == {("tree",): 7}
+
+
+def test_an_output_from_before_presence_columns_still_reads(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "old" / "label_summary").mkdir(parents=True)
+    pq.write_table(pa.table({"labels": [["car"]], "rgb": [list(CAR)], "frames": [4], "masks": [4]}),
+                   tmp_path / "old" / "label_summary" / "part-0.parquet")
+    (tmp_path / "old" / "summary.json").write_text(json.dumps({"tables": {"label_summary": 1}}))
+    assert read_label_counts(str(tmp_path / "old")).frames == {("car",): 4}
 
 
 def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int]) -> tuple:

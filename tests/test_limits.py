@@ -20,7 +20,7 @@ from PIL import Image
 
 from tests.conftest import query, run_cli, table
 from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
-from transforms.masks import too_many_masks
+from transforms.mask_requests import too_many_masks
 from transforms.statistics import analyse_mask
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, nesting_exceeds, validate_record
 

@@ -134,9 +134,10 @@ def test_dataset_level_label_checks(tmp_path):
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(out), "--quiet") == 0
     codes = {c for (c,) in query(f"SELECT code FROM {table(out, 'issues')} WHERE shard IS NULL")}
     assert {"label_multiple_colours", "colour_multiple_labels", "label_few_samples", "label_imbalance"} <= codes
-    summary = dict(((tuple(labels), tuple(rgb)), frames_n) for labels, rgb, frames_n in
-                   query(f"SELECT labels, rgb, frames FROM {table(out, 'label_summary')}"))
-    assert summary[(("car",), RED)] == 60 and summary[(("bus",), RED)] == 1
+    summary = {(tuple(labels), tuple(rgb)): tuple(rest) for labels, rgb, *rest in
+               query(f"SELECT labels, rgb, frames_present, frames_declared, masks_present FROM {table(out, 'label_summary')}")}
+    assert summary[(("car",), RED)] == (60, 60, 60) and summary[(("bus",), RED)] == (1, 1, 1)
     p50 = query(f"SELECT pixel_fraction_p50, pixel_fraction_min, pixel_fraction_max FROM {table(out, 'label_summary')} "
                 f"WHERE labels = ['road'] AND rgb = [0, 255, 0]")[0]
-    assert p50[0] == pytest.approx(15 * 57 / (64 * 48), abs=1e-3) and p50[1] == p50[2]
+    # Over all 61 decoded masks: the odd frame's mask does not declare road, so it counts as 0 there.
+    assert p50[0] == pytest.approx(15 * 57 / (64 * 48), abs=1e-3) and p50[0] == p50[2] and p50[1] == 0.0

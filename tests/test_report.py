@@ -16,9 +16,11 @@ import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
-from transforms import report
+from transforms import report_data
 from transforms.flattening import rows_to_table
-from transforms.report import OutputFolder, pick_row_groups, render_report, row_groups, worst_frames, write_report
+from transforms.markup import Markup, h, join
+from transforms.report import render_report, write_report
+from transforms.report_data import OutputFolder, pick_row_groups, row_groups, worst_frames
 
 CHROMIUM = Path("/usr/bin/chromium")
 MASK_W, MASK_H = 400, 300  # wider than the 320 px preview: the report must downscale it
@@ -216,11 +218,11 @@ def test_write_report_through_fsspec(outputs: dict[str, Path]) -> None:
 
 
 def test_label_stats_are_sampled_by_whole_row_groups(outputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    groups = [report.RowGroup("f", i, 100) for i in range(10)]
+    groups = [report_data.RowGroup("f", i, 100) for i in range(10)]
     picked = pick_row_groups(groups, 300)
     assert [g.index for g in picked] == [0, 4, 9]  # spread from first to last, not the first three
     assert pick_row_groups(groups, 5_000) == groups
-    monkeypatch.setattr(report, "MAX_SAMPLE_ROWS", 4)
+    monkeypatch.setattr(report_data, "MAX_SAMPLE_ROWS", 4)
     page = render_report(str(outputs["run"]))
     assert "From a sample of 4 of 12 label_stats rows" in page
 
@@ -288,3 +290,13 @@ def test_chromium_screenshot_shows_a_page(rendered: dict[str, object]) -> None:
     colours = {tuple(c) for c in image[::7, ::7].reshape(-1, 3)}
     assert len(colours) > 50  # text, charts and swatches, not a blank or error page
     assert any(np.all(image == CAR, axis=-1).ravel())  # the car bar / preview painted in its colour
+
+
+def test_markup_escapes_every_value_unless_it_is_markup() -> None:
+    evil = '<b onclick="x()">&\'</b>'
+    built = h('<td title="{}">{}</td>{}', evil, evil, Markup("<br>"))
+    assert built == ('<td title="&lt;b onclick=&quot;x()&quot;&gt;&amp;&#x27;&lt;/b&gt;">'
+                     '&lt;b onclick=&quot;x()&quot;&gt;&amp;&#x27;&lt;/b&gt;</td><br>')
+    assert isinstance(built, Markup) and h("{}", built) == built  # built markup is not escaped twice
+    assert h("{:,.1f}", 1234.5) == "1,234.5"
+    assert join(["<a>", Markup("<b>")], "<") == "&lt;a&gt;&lt;<b>"

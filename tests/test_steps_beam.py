@@ -43,9 +43,9 @@ def test_join_masks_emits_rows_and_finds_duplicate_ids_across_shards(tmp_path):
     b = write(tmp_path, "b.jsonl", [json.dumps(frame("same"))])
     with test_pipeline.TestPipeline(options=OPTIONS) as p:
         joined = p | ReadFrames([a, b]) | Validate() | JoinMasks(JoinOptions())
-        rois = joined["rows"] | "Rois" >> beam.FlatMap(
+        rois = joined.rows | "Rois" >> beam.FlatMap(
             lambda t: [(r["frame_id"], r["join_rule"]) for r in t.rows.to_pylist()] if t.table == "rois" else [])
-        duplicates = joined["duplicates"] | "Dups" >> beam.FlatMap(lambda t: [(r[0], r[1], r[4]) for r in t.rows])
+        duplicates = joined.duplicates | "Dups" >> beam.FlatMap(lambda t: [(r[0], r[1], r[4]) for r in t.rows])
         assert_that(rois, equal_to([("same", "schema"), ("other", "schema"), ("same", "schema")]), label="RoisJoined")
         assert_that(duplicates, equal_to([(a, 1, "duplicate_frame_id"), (b, 1, "duplicate_frame_id")]), label="Duplicates")
 
@@ -54,7 +54,7 @@ def test_decoding_requests_are_keyed_by_object(tmp_path):
     a = write(tmp_path, "a.jsonl", [json.dumps(frame(f"f{i}")) for i in range(3)])
     with test_pipeline.TestPipeline(options=OPTIONS) as p:
         joined = p | ReadFrames([a]) | Validate() | JoinMasks(JoinOptions(decode=True))
-        keys = joined["mask_requests"] | "Keys" >> beam.Map(lambda req: req.read_uri)
+        keys = joined.mask_requests | "Keys" >> beam.Map(lambda req: req.read_uri)
         assert_that(keys, equal_to([str(tmp_path / "m.png")] * 3))
 
 

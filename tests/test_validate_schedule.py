@@ -72,7 +72,8 @@ def test_drift_against_a_baseline(sample, baseline, tmp_path):
                 if roi.get("label") == ["person"]:
                     continue
                 if roi.get("label") == ["car"] and "mask" in roi:
-                    roi["mask"]["value"] = [1, 2, 3]
+                    # Drift counts presence, so the new colour must be drawn: person's, whose ROIs are dropped.
+                    roi["mask"]["value"] = [220, 20, 60]
                 rois.append(roi)
             frame["rois"] = rois
             lines.append(json.dumps(frame))

@@ -1,7 +1,7 @@
 """Drift against a baseline: how this run's labels differ from an earlier run's outputs.
 
-Three checks, on per-label frame counts and colours read from ``label_summary`` (or, for an output
-without one, derived from ``label_stats``):
+Three checks, on per-label counts of frames where the label is present (has pixels) and colours, read
+from ``label_summary`` (or, for an output without one, derived from ``label_stats``):
 
 - labels that appeared (only in this run) or vanished (only in the baseline);
 - labels whose set of colours changed;
@@ -52,12 +52,16 @@ class LabelCounts:
 
 
 def label_counts_from_summary(table: pa.Table) -> LabelCounts:
-    """Counts from label_summary rows (one per labels+colour): a label's frames add up over its colours."""
+    """Counts from label_summary rows (one per labels+colour): a label's frames add up over its colours.
+
+    Presence: ``frames_present`` (an output written before presence columns existed has only ``frames``,
+    the frames declaring the label). A class declared but never present is not in the distribution."""
+    column = "frames_present" if "frames_present" in table.column_names else "frames"
     counts = LabelCounts(defaultdict(int), defaultdict(set), "label_summary")
     for labels, rgb, frames in zip(table.column("labels").to_pylist(), table.column("rgb").to_pylist(),
-                                   table.column("frames").to_pylist()):
-        if not labels:
-            continue  # a colour declared without labels is no class to compare
+                                   table.column(column).to_pylist()):
+        if not labels or not frames:
+            continue  # a colour declared without labels is no class to compare; one never present is not in the run
         key = tuple(labels)
         counts.frames[key] += frames
         counts.colours[key].add(tuple(rgb))
@@ -65,12 +69,14 @@ def label_counts_from_summary(table: pa.Table) -> LabelCounts:
 
 
 def label_counts_from_stats(table: pa.Table) -> LabelCounts:
-    """Counts from label_stats rows, matching label_summary's meaning: distinct (frame, colour) per label."""
+    """Counts from label_stats rows, matching label_summary's meaning: distinct (frame, colour) per label
+    among rows with pixels (presence)."""
     seen: dict[LabelKey, set[tuple[str, int, Colour]]] = defaultdict(set)
     colours: dict[LabelKey, set[Colour]] = defaultdict(set)
-    for labels, rgb, shard, line in zip(table.column("labels").to_pylist(), table.column("rgb").to_pylist(),
-                                        table.column("shard").to_pylist(), table.column("line").to_pylist()):
-        if not labels:
+    pixels = table.column("pixel_count").to_pylist() if "pixel_count" in table.column_names else [1] * table.num_rows
+    for labels, rgb, shard, line, n in zip(table.column("labels").to_pylist(), table.column("rgb").to_pylist(),
+                                           table.column("shard").to_pylist(), table.column("line").to_pylist(), pixels):
+        if not labels or not n:
             continue
         key, colour = tuple(labels), tuple(rgb)
         seen[key].add((shard, line, colour))
@@ -83,9 +89,9 @@ def read_label_counts(output: str, storage_options: dict[str, Any] | None = None
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
     listed = _published_tables(fs, root)
     for table_name, columns, convert in (
-        ("label_summary", ["labels", "rgb", "frames"], label_counts_from_summary),
+        ("label_summary", ["labels", "rgb", "frames_present", "frames"], label_counts_from_summary),
         # label_stats can be huge; only an output without label_summary (an older run) needs it.
-        ("label_stats", ["labels", "rgb", "shard", "line"], label_counts_from_stats),
+        ("label_stats", ["labels", "rgb", "shard", "line", "pixel_count"], label_counts_from_stats),
     ):
         if listed is not None and table_name not in listed:
             continue
@@ -113,7 +119,9 @@ def _read_files(fs, files: list[str], columns: list[str]) -> pa.Table:
     parts = []
     for path in files:
         with fs.open(path, "rb") as f:
-            parts.append(pq.read_table(f, columns=columns))
+            present = set(pq.read_schema(f).names)
+            f.seek(0)
+            parts.append(pq.read_table(f, columns=[c for c in columns if c in present]))  # older outputs lack newer columns
     return pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
 
 

@@ -59,7 +59,7 @@ CODES: dict[str, CodeInfo] = {
     "mask_size_mismatch": CodeInfo(ERROR, "The mask's size differs from the declared width/height of its mask entry or source."),
     "mask_decode_timeout": CodeInfo(ERROR, "Decoding the mask took (or would take) longer than --mask-decode-timeout seconds."),
     "too_many_masks": CodeInfo(ERROR, "The frame references more masks than --max-masks-per-frame; those beyond the limit are not decoded."),
-    "mask_colour_absent": CodeInfo(WARNING, "A declared colour has no pixels in the mask."),
+    "mask_colour_absent": CodeInfo(WARNING, "A colour an ROI declared for the mask has no pixels in it (classes of the --mask-labels table may be absent: they are never this warning)."),
     "mask_undeclared_pixels": CodeInfo(WARNING, "The mask has pixels in colours nobody declared (void, seams, a wrong class table)."),
     # Video masks
     "video_timestamp_out_of_range": CodeInfo(ERROR, "The mask timestamp is negative or past the end of the mask video."),
@@ -67,8 +67,9 @@ CODES: dict[str, CodeInfo] = {
     # Dataset-level label checks
     "label_multiple_colours": CodeInfo(WARNING, "One label is drawn in different colours across frames."),
     "colour_multiple_labels": CodeInfo(WARNING, "One colour stands for different labels across frames."),
-    "label_few_samples": CodeInfo(WARNING, "A label occurs in fewer frames than --min-label-frames."),
-    "label_imbalance": CodeInfo(WARNING, "The most frequent label occurs in over 50x more frames than the least frequent."),
+    "label_never_present": CodeInfo(WARNING, "A declared label (by an ROI or the --mask-labels table) has no pixel in any decoded mask of the run."),
+    "label_few_samples": CodeInfo(WARNING, "A label is present (has pixels) in fewer frames than --min-label-frames, but in at least one."),
+    "label_imbalance": CodeInfo(WARNING, "The most present label is present in over 50x more frames than the least present one."),
     # Drift against --baseline (an earlier run's output)
     "drift_label_appeared": CodeInfo(WARNING, "A label is in this run but not in the baseline."),
     "drift_label_vanished": CodeInfo(WARNING, "A label was in the baseline but is not in this run."),

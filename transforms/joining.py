@@ -7,13 +7,17 @@ The rules, in FORMAT.md's order:
 2. ``seed_example``: the seed document's Example 1 the other way round: ``roi.label`` names the mask,
    ``roi.mask.id`` names the class. Accepted with a ``seed_join_rule`` warning.
 3. ``mask_labels``: frames whose ROIs carry no ``mask`` at all take their colours from the
-   version-level table given with ``--mask-labels`` (``{"_all_": [{"value": [r,g,b], "labels": [...]}]}``,
-   or keyed by mask id).
+   dataset's class table given with ``--mask-labels`` (ClearML's ``{"_all_": [{"value": [r,g,b], "labels": [...]}]}``
+   or keyed by mask id, a ``{"Name": [r, g, b]}`` map, or CamVid's ``label_colors.txt``: see ``ACCEPTED_FORMS``).
+
+The two kinds of declaration stay apart: an ROI's colour claims the class is in the mask; the table's
+colours only say the class may appear (see ``Declaration``).
 
 An ROI with a ``mask`` that joins by neither of the first two rules is a ``roi_mask_unjoined`` error.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -28,11 +32,14 @@ TABLE_RULE = "mask_labels"
 
 
 class Declaration(NamedTuple):
-    """One colour declared for one mask."""
+    """One colour declared for one mask: by an ROI of the frame ("this mask has a car", ``roi_index``
+    set) or by the dataset's class table ("cars may appear", ``roi_index`` None, ``table_key`` = the
+    table entry it came from: ``_all_`` or a mask id)."""
 
     rgb: tuple[int, int, int]
     labels: tuple[str, ...]
     roi_index: int | None  # None when it comes from the --mask-labels table
+    table_key: str | None = None
 
 
 class RoiJoin(NamedTuple):
@@ -41,9 +48,40 @@ class RoiJoin(NamedTuple):
     class_labels: list[str] | None
 
 
+ACCEPTED_FORMS = """--mask-labels accepts:
+  ClearML's version table: {"_all_": [{"value": [r, g, b], "labels": ["car"]}, ...]} (or keyed by mask id,
+    optionally inside {"mask_labels": ...})
+  a JSON map of class to colour: {"car": [r, g, b], "road": "#804080", ...}
+  CamVid's label_colors.txt: one class per line, "r g b Name" (spaces or tabs; "#rrggbb Name" also works)"""
+
+_HEX = re.compile(r"#([0-9a-fA-F]{6})")
+
+
+def parse_colour(value: Any) -> tuple[int, int, int] | None:
+    """[r, g, b] with integers in 0..255, or "#rrggbb"; None for anything else."""
+    if isinstance(value, str):
+        m = _HEX.fullmatch(value.strip())
+        return (int(m[1][0:2], 16), int(m[1][2:4], 16), int(m[1][4:6], 16)) if m else None
+    if isinstance(value, list) and len(value) == 3 and all(type(x) is int and 0 <= x <= 255 for x in value):
+        return (value[0], value[1], value[2])
+    return None
+
+
+class MaskLabelsError(ValueError):
+    """A --mask-labels table that cannot be read; the message shows the accepted forms."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"{problem}\n{ACCEPTED_FORMS}")
+
+
 @dataclass(frozen=True)
 class MaskLabels:
-    """ClearML's version-level colour -> labels table (``mask_labels``)."""
+    """The dataset's class table (colour -> labels) for masks no ROI declares colours for.
+
+    Kept per key: ``_all_`` (every mask) or a mask id (masks with that id; ``_all_`` for the rest).
+    Several classes drawn in one colour (Cityscapes draws license plate like car) become one declaration
+    with all their labels: a mask cannot tell them apart.
+    """
 
     by_mask: dict[str, tuple[Declaration, ...]]
 
@@ -52,33 +90,102 @@ class MaskLabels:
 
     @classmethod
     def from_json(cls, data: bytes) -> "MaskLabels":
-        """Parse the table; raises ValueError with a fixable message when its shape is wrong."""
-        doc = orjson.loads(data)
+        """Any accepted form (the name is historical); raises MaskLabelsError showing the forms."""
+        return cls.parse(data)
+
+    @classmethod
+    def parse(cls, data: bytes) -> "MaskLabels":
+        """Parse a table in any accepted form (see ACCEPTED_FORMS); MaskLabelsError when it is none of them."""
+        text = data.decode("utf-8-sig", errors="replace").strip()
+        if not text:
+            raise MaskLabelsError("the file is empty")
+        if text[0] in "{[":
+            try:
+                doc = orjson.loads(text)
+            except orjson.JSONDecodeError as e:
+                raise MaskLabelsError(f"the file starts like JSON but is not valid JSON ({e})") from None
+            return cls._from_doc(doc)
+        return cls._from_text(text)
+
+    @classmethod
+    def _from_doc(cls, doc: Any) -> "MaskLabels":
         if isinstance(doc, dict) and "mask_labels" in doc:
             doc = doc["mask_labels"]
-        if not isinstance(doc, dict):
-            raise ValueError('--mask-labels must hold an object like {"_all_": [{"value": [r, g, b], "labels": ["car"]}]}')
+        if not isinstance(doc, dict) or not doc:
+            raise MaskLabelsError(f"a JSON table must be a non-empty object, got {_brief(doc)}")
+        if all(isinstance(v, list) and all(isinstance(e, dict) for e in v) for v in doc.values()):
+            return cls._from_clearml(doc)
+        pairs = []
+        for name, value in doc.items():
+            rgb = parse_colour(value)
+            if rgb is None:
+                raise MaskLabelsError(f"class {name!r} has colour {_brief(value)}: a colour is [r, g, b] (integers 0..255) "
+                                      "or \"#rrggbb\"; a ClearML table holds lists of {\"value\", \"labels\"} objects")
+            pairs.append((rgb, (str(name),)))
+        return cls({"_all_": _merge_colours(pairs, "_all_")})
+
+    @classmethod
+    def _from_clearml(cls, doc: dict) -> "MaskLabels":
         by_mask = {}
         for key, entries in doc.items():
-            if not isinstance(entries, list):
-                raise ValueError(f"--mask-labels[{key!r}] must be a list of {{value, labels}} objects")
-            decls = []
+            pairs = []
             for i, e in enumerate(entries):
-                value = e.get("value") if isinstance(e, dict) else None
-                labels = e.get("labels") if isinstance(e, dict) else None
-                if not (isinstance(value, list) and len(value) == 3 and all(type(x) is int and 0 <= x <= 255 for x in value)):
-                    raise ValueError(f"--mask-labels[{key!r}][{i}].value must be 3 integers in 0..255, got {value!r}")
+                rgb = parse_colour(e.get("value"))
+                labels = e.get("labels")
+                if rgb is None:
+                    raise MaskLabelsError(f"[{key!r}][{i}].value must be [r, g, b] (integers 0..255) or \"#rrggbb\", "
+                                          f"got {_brief(e.get('value'))}")
                 if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
-                    raise ValueError(f"--mask-labels[{key!r}][{i}].labels must be a list of strings, got {labels!r}")
-                decls.append(Declaration(tuple(value), tuple(labels), None))
-            by_mask[str(key)] = tuple(decls)
+                    raise MaskLabelsError(f"[{key!r}][{i}].labels must be a list of strings, got {_brief(labels)}")
+                pairs.append((rgb, tuple(labels)))
+            by_mask[str(key)] = _merge_colours(pairs, str(key))
         return cls(by_mask)
+
+    @classmethod
+    def _from_text(cls, text: str) -> "MaskLabels":
+        pairs = []
+        for n, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if not line:
+                continue
+            m = re.fullmatch(r"(\d+)\s+(\d+)\s+(\d+)\s+(\S.*)", line) or re.fullmatch(r"(#[0-9a-fA-F]{6})\s+(\S.*)", line)
+            if m is None:
+                if line.startswith(("#", "//")):
+                    continue  # a comment
+                raise MaskLabelsError(f"line {n} is not \"r g b Name\": {line[:80]!r}")
+            if len(m.groups()) == 2:
+                rgb = parse_colour(m[1])
+            else:
+                rgb = parse_colour([int(m[1]), int(m[2]), int(m[3])])
+                if rgb is None:
+                    raise MaskLabelsError(f"line {n}: colour values must be 0..255: {line[:80]!r}")
+            pairs.append((rgb, (m[m.lastindex].strip(),)))
+        if not pairs:
+            raise MaskLabelsError("the file holds no \"r g b Name\" line")
+        return cls({"_all_": _merge_colours(pairs, "_all_")})
 
     @classmethod
     def load(cls, path: str, storage_options: dict[str, Any] | None = None) -> "MaskLabels":
         from transforms.storage import read_bytes
 
-        return cls.from_json(read_bytes(path, storage_options))
+        return cls.parse(read_bytes(path, storage_options))
+
+    def classes(self) -> int:
+        return sum(len(d) for d in self.by_mask.values())
+
+
+def _merge_colours(pairs: list[tuple[tuple[int, int, int], tuple[str, ...]]], key: str) -> tuple[Declaration, ...]:
+    """One declaration per colour, in first-seen order; classes sharing a colour share its declaration."""
+    by_rgb: dict[tuple[int, int, int], list[str]] = {}
+    for rgb, labels in pairs:
+        merged = by_rgb.setdefault(rgb, [])
+        merged.extend(lab for lab in labels if lab not in merged)
+    return tuple(Declaration(rgb, tuple(labels), None, key) for rgb, labels in by_rgb.items())
+
+
+def _brief(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(slots=True)

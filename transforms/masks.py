@@ -7,8 +7,13 @@ its segment of the video in one forward pass (``transforms.video``), and a video
 frames spreads over workers segment by segment instead of landing on one.
 
 Per request the step yields rows for ``masks`` (decode columns), ``label_stats``, ``crops`` and
-``issues``, plus ``(frame key, (errors, warnings, label keys))`` so the ``frames`` table can mark a
-frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+``issues``, plus ``(frame key, (errors, warnings, label flags, table key))`` so the ``frames`` table can
+mark a frame invalid when one of its masks is, and ``label_summary`` can count frames per label.
+
+``label_stats`` has a row for every declared colour present in the mask and for every colour an ROI
+declared (its zero row says the ROI's class is missing: ``mask_colour_absent``). A class-table colour
+absent from the mask gets no row and no event: the summary counts those absences from run-level
+totals (see ``transforms.summary``), so cost follows what the masks hold, not the table's size.
 """
 from __future__ import annotations
 
@@ -19,35 +24,22 @@ from typing import Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam import typehints as th
 
 from transforms import progress
+from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.findings import ERROR, Finding
-from transforms.content_types import infer_content_type, is_video_type
-from transforms.flattening import TableRows, declared_size, finding_row, mask_base_row, undecoded, with_frame_counts
-from transforms.joining import Declaration, JoinedFrame
+from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
+from transforms.joining import MaskLabels
+from transforms.mask_requests import FrameKey, MaskRequest, group_key
+from transforms.portable import MAIN, Gather, Tagged, only, tag_outputs
 from transforms.statistics import analyse_mask
+from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
-from transforms.summary import LabelSummaryFn, label_summary_rows, summary_findings
-from transforms.uris import UriPolicy, redact_uri, resolve_uri, strip_userinfo
+from transforms.summary import LabelSummaryFn, RunCountsFn, label_summary_rows, resolve_labels, summary_findings
+from transforms.uris import UriPolicy, redact_uri
 
-FrameKey = tuple[str, int]
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
-
-
-class MaskRequest(NamedTuple):
-    """One mask of one frame, with everything needed to decode it and write its rows."""
-
-    frame_key: FrameKey
-    frame_id: str
-    source_id: str | None
-    mask_id: str | None
-    path: str                      # JSON pointer of the mask entry, for findings
-    read_uri: str                  # resolved, without user-info: what is read
-    is_video: bool
-    timestamp: int | None
-    declared_size: tuple[int | None, int | None]
-    declarations: tuple[Declaration, ...]
-    base_row: tuple                # the masks-table columns known before decoding
 
 
 @dataclass(frozen=True)
@@ -75,66 +67,20 @@ class DecodeOptions:
         )
 
 
-def too_many_masks(frame, max_masks: int) -> Finding | None:
-    """The error for a frame referencing more than ``max_masks`` masks (those beyond are not decoded)."""
-    n = sum(len(s.masks) for s in frame.doc.sources)
-    if n <= max_masks:
-        return None
-    return Finding("too_many_masks", "/sources", f"The frame references {n:,} masks, more than --max-masks-per-frame={max_masks:,}; "
-                                                 f"only the first {max_masks:,} (in source order) are decoded. Split the frame, or raise the limit.")
-
-
-def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[MaskRequest], list[tuple]]:
-    """A request for each mask of the frame to decode, and the masks rows of those not decoded.
-
-    Not decoded: masks beyond the first ``max_masks`` (status ``too_many_masks``, see ``too_many_masks``)
-    and masks without a uri (``not_decoded``: validation reported it). Every mask entry keeps its row.
-    """
-    f = joined.frame
-    requests: list[MaskRequest] = []
-    undecoded_rows: list[tuple] = []
-    seen = 0
-    for si, s in enumerate(f.doc.sources):
-        for mi, m in enumerate(s.masks):
-            seen += 1
-            over_limit = max_masks is not None and seen > max_masks
-            if over_limit or not m.uri:
-                status = "too_many_masks" if over_limit else "not_decoded"
-                undecoded_rows.append(mask_base_row(joined, si, mi) + undecoded(status))
-                continue
-            resolved = resolve_uri(m.uri, f.shard)
-            ctype = infer_content_type(m.uri, m.content_type)
-            requests.append(MaskRequest(
-                frame_key=(f.shard, f.line), frame_id=f.id, source_id=s.id, mask_id=m.id,
-                path=f"/sources/{si}/masks/{mi}", read_uri=strip_userinfo(resolved),
-                is_video=is_video_type(ctype), timestamp=m.timestamp,
-                declared_size=declared_size(s, m),
-                declarations=tuple(joined.declarations.get((si, mi), ())),
-                base_row=mask_base_row(joined, si, mi),
-            ))
-    return requests, undecoded_rows
-
-
-def group_key(req: MaskRequest, segment_ms: int) -> str:
-    """Requests sharing a key share one read and decode: the URI, plus the time segment for videos.
-
-    A missing mask timestamp means 0 here as in ``_analyse_video``, so it shares segment 0's decode.
-    Negative timestamps get segments below 0: groups that fail without decoding.
-    """
-    if req.is_video:
-        timestamp = req.timestamp if req.timestamp is not None else 0
-        return f"{req.read_uri}\x00{timestamp // segment_ms}"
-    return req.read_uri
-
-
 # --- analysing one decoded mask for one request ---------------------------------------------------------
+
+PRESENT = 1  # label flags: the colour has pixels in the mask
+ROI_DECLARED = 2  # an ROI of the frame declared it (not only the class table)
+
 
 class RequestResult(NamedTuple):
     tables: dict[str, list]
     frame_key: FrameKey
     errors: int
     warnings: int
-    label_keys: list[LabelKey]
+    label_flags: list[tuple[LabelKey, int]]  # one per label_stats row: PRESENT | ROI_DECLARED bits
+    table_key: str | None = None  # the class-table entry that declared the mask's colours (None: ROIs, or none)
+    decoded: bool = False
 
 
 def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
@@ -164,18 +110,22 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
             cache[key] = analysis
     stats = analysis.stats
     total = float(width * height)
-    label_rows, crop_rows, issues = [], [], []
+    label_rows, crop_rows, issues, flags = [], [], [], []
     ident = (req.frame_id, shard, line, req.source_id, req.mask_id)
     for i, (d, c) in enumerate(zip(decls, stats.colours)):
+        roi_declared = d.roi_index is not None
+        if not c.pixel_count and not roi_declared:
+            continue  # a table class this mask does not hold: no row (the summary counts it from run totals)
         bbox = c.bbox or (None, None, None, None)
         centroid = c.centroid or (None, None)
         labels = list(d.labels)
         label_rows.append((*ident, d.roi_index, labels, list(d.rgb), c.pixel_count, c.pixel_count / total,
                            *bbox, *centroid, c.tolerance_pixels, width, height))
+        flags.append(((d.labels, d.rgb), (PRESENT if c.pixel_count else 0) | (ROI_DECLARED if roi_declared else 0)))
         if c.pixel_count:
             crop_rows.append((*ident, d.roi_index, labels, list(d.rgb), *bbox, analysis.crops_rle[i],
                               analysis.crops_png[i] if analysis.crops_png else None))
-        else:
+        else:  # only an ROI's colour: the frame said this class is in the mask
             issues.append(finding_row(shard, line, req.frame_id, Finding(
                 "mask_colour_absent", req.path,
                 f"Colour {list(d.rgb)} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
@@ -191,9 +141,10 @@ def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: De
     mask_row = req.base_row + (width, height, mode, "ok", stats.undeclared_pixels, stats.n_undeclared_colours,
                                [{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
     errors = sum(1 for r in issues if r[3] == ERROR)
+    table_key = decls[0].table_key if decls and decls[0].roi_index is None else None
     return RequestResult(
         {"masks": [mask_row], "label_stats": label_rows, "crops": crop_rows, "issues": issues},
-        req.frame_key, errors, len(issues) - errors, [(tuple(d.labels), d.rgb) for d in decls],
+        req.frame_key, errors, len(issues) - errors, flags, table_key, True,
     )
 
 
@@ -219,8 +170,6 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
         for req in requests:
             yield failed_request(req, _unreadable(req, code, exc, "mask"))
         return
-    from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
-
     deadline = DecodeDeadline(options.mask_decode_timeout)  # from read to the last statistics; reading retries on its own
     cache: dict = {}
     analysed = 0
@@ -236,6 +185,7 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
 
 
 def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
+    # PyAV is the optional `video` extra: only a job with video masks needs it.
     from transforms.video import VIDEO_TIMESTAMP_OUT_OF_RANGE, decode_video_frames
 
     by_ts: dict[int, list[MaskRequest]] = defaultdict(list)
@@ -278,21 +228,36 @@ def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> F
 # --- Beam ------------------------------------------------------------------------------------------------
 
 LABEL_KEYS = "label_keys"
-LABEL_ITEMS = "label_items"  # one element: the list of ((labels, rgb), LabelAccumulator), for drift and the summary
 FRAME_COUNTS = "frame_counts"
+RUN_EVENTS = "run_events"  # decoded masks (and frames) per class-table entry: summary.RunCounts
+
+
+class Decoded(NamedTuple):
+    """What DecodeMasks produces."""
+
+    measured: beam.PCollection        # TableRows of masks, label_stats, crops, issues
+    decoded_frames: beam.PCollection  # TableRows of frames (frames with masks, counts including decoding's)
+    label_summary: beam.PCollection   # TableRows of label_summary and label-level issues
+    label_items: beam.PCollection     # one element: the run's list of summary.LabelSummary, for drift and summary.json
 
 
 def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
     tables: dict[str, list] = defaultdict(list)
-    decoded = 0
+    handled = 0
+    decoded: dict[str | None, int] = defaultdict(int)
     for r in results:
-        decoded += 1
+        handled += 1
+        if r.decoded:
+            decoded[r.table_key] += 1
         for table, rows in r.tables.items():
             tables[table].extend(rows)
-        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_keys)))
+        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_flags, r.table_key)))
         for row in r.tables.get("label_stats", ()):
-            yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14])))
-    progress.note(masks=decoded)
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])),
+                                                        ("mask", row[9], row[8], row[10:14], row[5] is not None)))
+    for key, n in decoded.items():
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("masks", key, n))
+    progress.note(masks=handled)
     for table, rows in tables.items():
         if rows:
             yield TableRows(table, rows)
@@ -302,15 +267,21 @@ def merge_frame(key_and_groups) -> Iterator[Any]:
     """The frames row of a frame with masks, its counts including decode-level findings."""
     _, groups = key_and_groups
     errors = warnings = 0
-    labels: set[LabelKey] = set()
-    for e, w, keys in groups["counts"]:
+    labels: dict[LabelKey, int] = defaultdict(int)
+    table_keys: set[str] = set()
+    for e, w, flags, table_key in groups["counts"]:
         errors += e
         warnings += w
-        labels.update(keys)
+        for label, f in flags:
+            labels[label] |= f
+        if table_key is not None:
+            table_keys.add(table_key)
     for row in groups["frame"]:
         yield TableRows("frames", [with_frame_counts(row, errors, warnings)])
-    for label in labels:
-        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame",)))
+    for label, f in labels.items():
+        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame", bool(f & PRESENT), bool(f & ROI_DECLARED))))
+    if table_keys:
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("frame", tuple(sorted(table_keys))))
 
 
 @dataclass
@@ -318,50 +289,52 @@ class DecodeMasks(beam.PTransform):
     """Mask requests -> masks/label_stats/crops/issues rows, frames rows of frames with masks, label_summary."""
 
     options: DecodeOptions = field(default_factory=DecodeOptions)
+    mask_labels: MaskLabels | None = None  # the class table: its classes absent from every mask still get a summary row
 
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, joined):
-        from apache_beam import typehints as th
-
-        from transforms.portable import MAIN, Tagged, only, tag_outputs
-        from transforms.steps import MASK_REQUESTS, PENDING_FRAMES
-
-        opts = self.options
-        # Single-output steps whose branches are selected by tag (see transforms.portable), each typed.
+    def expand(self, joined: Joined) -> Decoded:
+        opts, mask_labels = self.options, self.mask_labels
+        # Single-output steps whose branches are selected by tag, each typed; no side inputs
+        # (transforms.portable: what every runner, Dask included, runs the same way).
         decoded = (
-            joined[MASK_REQUESTS]
+            joined.mask_requests
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req)).with_output_types(th.Tuple[str, MaskRequest])
             | "GroupByObject" >> beam.GroupByKey()
             | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: tag_outputs(_results_to_outputs(analyse_group(kv[0], kv[1], opts))))
             .with_output_types(Tagged)
         )
         frames = (
-            {"frame": joined[PENDING_FRAMES], "counts": decoded | "FrameCounts" >> only(FRAME_COUNTS, th.Tuple[th.Tuple[str, int], tuple])}
+            {"frame": joined.pending_frames, "counts": decoded | "FrameCounts" >> only(FRAME_COUNTS, th.Tuple[th.Tuple[str, int], tuple])}
             | "JoinFrameCounts" >> beam.CoGroupByKey()
             | "MergeFrames" >> beam.FlatMap(lambda kv: tag_outputs(merge_frame(kv))).with_output_types(Tagged)
         )
-        label_items = (
+        run_counts = (
+            (decoded | "MaskRunEvents" >> only(RUN_EVENTS, tuple), frames | "FrameRunEvents" >> only(RUN_EVENTS, tuple))
+            | "AllRunEvents" >> beam.Flatten()
+            # Without defaults (the default is a side input); ResolveLabels supplies it.
+            | "CountRun" >> beam.CombineGlobally(RunCountsFn()).without_defaults()
+        )
+        summarised = (
             (decoded | "MaskLabelEvents" >> only(LABEL_KEYS, th.Tuple[tuple, tuple]),
              frames | "FrameLabelEvents" >> only(LABEL_KEYS, th.Tuple[tuple, tuple]))
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
-            | "ListLabels" >> _ListLabels()
+        )
+        label_items = (
+            {"items": summarised, "run": run_counts}
+            | "ListLabels" >> Gather()
+            | "ResolveLabels" >> beam.Map(_resolve_gathered, mask_labels).with_output_types(list)
         )
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
         ]).with_output_types(TableRows)
-        return {"measured": decoded | "MeasuredRows" >> only(MAIN, TableRows),
-                "decoded_frames": frames | "FrameRows" >> only(MAIN, TableRows),
-                "label_summary": summary, LABEL_ITEMS: label_items}
+        return Decoded(measured=decoded | "MeasuredRows" >> only(MAIN, TableRows), decoded_frames=frames | "FrameRows" >> only(MAIN, TableRows),
+                       label_summary=summary, label_items=label_items)
 
 
-class _ListLabels(beam.PTransform):
-    """(label key, accumulator) pairs -> one list of them (Gather: no side input, one element even when empty)."""
-
-    def expand(self, pcoll):
-        from transforms.portable import Gather
-
-        return {"items": pcoll} | "GatherLabels" >> Gather() | "Items" >> beam.Map(lambda g: g["items"]).with_output_types(list)
+def _resolve_gathered(gathered: dict[str, list], mask_labels: MaskLabels | None) -> list:
+    run = gathered["run"][0] if gathered["run"] else RunCountsFn().create_accumulator()
+    return resolve_labels(gathered["items"], run, mask_labels)

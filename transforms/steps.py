@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from array import array
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -24,6 +24,7 @@ from transforms.coders import ChunkCoder
 from transforms.findings import Finding
 from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
 from transforms.joining import MaskLabels, join_frame
+from transforms.mask_requests import MaskRequest, plan_masks, too_many_masks
 from transforms.portable import MAIN, SPREAD_BUCKETS, Gather, Spread, Tagged, only, tag_outputs
 from transforms.reading import ReadLimits, RecordChunk, ShardPart, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.uris import redact_uri
@@ -34,8 +35,7 @@ FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
 DUPLICATE_BUCKETS = 64
-WRITE_BUCKETS = 16  # files per table (before max_rows splits them) when rows are gathered to be written
-SUMMARY_EXTRAS = "summary_extras"  # a branch of (key, value) pairs merged into summary.json
+WRITE_BUCKETS = 16  # files per table (before max_rows splits them) when rows are grouped to be written
 
 
 class ValidatedChunk(NamedTuple):
@@ -126,8 +126,6 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         has_masks = any(s.masks for s in frame.doc.sources)
         decode_here = options.decode and has_masks
         if decode_here:
-            from transforms.masks import too_many_masks
-
             over_limit = too_many_masks(frame, options.max_masks_per_frame)
             if over_limit is not None:
                 frame.findings.append(over_limit)
@@ -136,8 +134,6 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
         if frame.own_id:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.line))
         if decode_here:
-            from transforms.masks import plan_masks  # decoding is optional: keep convert's import light
-
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
@@ -232,9 +228,18 @@ for _chunk_type in (RecordChunk, ValidatedChunk, TableRows):
     beam.coders.registry.register_coder(_chunk_type, ChunkCoder)
 
 
+class Joined(NamedTuple):
+    """What JoinMasks produces."""
+
+    rows: beam.PCollection            # TableRows of frames, sources, masks, rois, issues
+    duplicates: beam.PCollection      # TableRows of issues: the dataset-wide duplicate frame id check
+    mask_requests: beam.PCollection   # MaskRequest of each mask to decode (decoding jobs only)
+    pending_frames: beam.PCollection  # ((shard, line), frames row) of frames whose masks are decoded
+
+
 @dataclass
 class JoinMasks(beam.PTransform):
-    """ValidatedChunk -> table rows; tagged outputs for duplicate ids and (when decoding) mask requests.
+    """ValidatedChunk -> table rows; with decoding on, mask requests and the frames rows that wait for them.
 
     Also runs the dataset-wide duplicate frame id check, whose findings join the table rows.
     """
@@ -244,23 +249,23 @@ class JoinMasks(beam.PTransform):
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, validated):
-        from transforms.masks import MaskRequest
-
+    def expand(self, validated) -> Joined:
         # One output, branches selected by tag: runners need not split multi-output ParDos (Dask does not).
         out = validated | "JoinAndFlatten" >> beam.FlatMap(lambda chunk, o: tag_outputs(join_chunk(chunk, o)), self.options) \
             .with_output_types(Tagged)
-        rows = out | "JoinedRows" >> only(MAIN, TableRows)
-        ids = out | "JoinedFrameIds" >> only(FRAME_IDS, typehints.Tuple[int, FrameIdBatch])
-        requests = out | "JoinedMaskRequests" >> only(MASK_REQUESTS, MaskRequest)
-        pending = out | "JoinedPendingFrames" >> only(PENDING_FRAMES, typehints.Tuple[typehints.Tuple[str, int], tuple])
         duplicates = (
-            ids
+            out
+            | "JoinedFrameIds" >> only(FRAME_IDS, typehints.Tuple[int, FrameIdBatch])
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch.entries())))
             .with_output_types(TableRows)
         )
-        return {"rows": rows, "duplicates": duplicates, MASK_REQUESTS: requests, PENDING_FRAMES: pending}
+        return Joined(
+            rows=out | "JoinedRows" >> only(MAIN, TableRows),
+            duplicates=duplicates,
+            mask_requests=out | "JoinedMaskRequests" >> only(MASK_REQUESTS, MaskRequest),
+            pending_frames=out | "JoinedPendingFrames" >> only(PENDING_FRAMES, typehints.Tuple[typehints.Tuple[str, int], tuple]),
+        )
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -326,46 +331,68 @@ class KeyForWriting(beam.DoFn):
         yield (item.table, self.n % WRITE_BUCKETS), item
 
 
+class TableBranches(NamedTuple):
+    """What WriteTables writes: JoinMasks' rows and, when masks were decoded, DecodeMasks' and CompareLabels'."""
+
+    joined: Joined
+    decoded: Any = None  # masks.Decoded
+    summary_extras: beam.PCollection | None = None  # (key, value) pairs merged into summary.json
+    drift_rows: beam.PCollection | None = None  # TableRows of drift findings (with --baseline)
+
+
 @dataclass
 class WriteTables(beam.PTransform):
-    """Named branches of TableRows -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS,
-    published at the end."""
+    """TableBranches -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS, published at the end."""
 
     output: str
     run_id: str
     tables: Sequence[str]
     run_info: writing.RunInfo
     storage_options: dict[str, Any] | None = None
-    # False for runners that drop finish_bundle's outputs: rows are then grouped per table before writing.
+    # False for runners that drop finish_bundle's outputs (see WriteGroupFn): rows are grouped before writing.
     bundle_outputs: bool = True
 
     def __post_init__(self):
         super().__init__()
 
-    def expand(self, branches: dict[str, beam.PCollection]):
-        branches = dict(branches)
-        extras = branches.pop(SUMMARY_EXTRAS, None)
-        if extras is None:
-            extras = next(iter(branches.values())).pipeline | "NoSummaryExtras" >> beam.Create([]).with_output_types(typehints.Tuple[str, Any])
+    def _extract_input_pvalues(self, pvalueish):
+        # Beam's hook for multi-input transforms: the branches a job does not have are None.
+        pvalueish, inputs = super()._extract_input_pvalues(pvalueish)
+        return pvalueish, {tag: value for tag, value in inputs.items() if value is not None}
+
+    def expand(self, branches: TableBranches):
+        joined, decoded = branches.joined, branches.decoded
+        # Each branch of rows is written where it is produced: flattening branches from different
+        # stages first would make the runner buffer (pickle) every row between them.
+        # Labels are literals: Dataflow's --update matches steps by them.
+        to_write = [
+            (decoded and decoded.decoded_frames, "WriteDecodedFrames", "CountDecodedFrames"),
+            (branches.drift_rows, "WriteDriftRows", "CountDriftRows"),
+            (joined.duplicates, "WriteDuplicateRows", "CountDuplicateRows"),
+            (joined.rows, "WriteFrameRows", "CountFrameRows"),
+            (decoded and decoded.label_summary, "WriteLabelSummary", "CountLabelSummary"),
+            (decoded and decoded.measured, "WriteMeasured", "CountMeasured"),
+        ]
         staging = writing.staging_dir(self.output, self.run_id)
+        to_write = [(rows, write_label, count_label) for rows, write_label, count_label in to_write if rows is not None]
+        extras = branches.summary_extras
+        if extras is None:
+            extras = joined.rows.pipeline | "NoSummaryExtras" >> beam.Create([]).with_output_types(typehints.Tuple[str, Any])
         if self.bundle_outputs:
-            # Each branch of rows is written where it is produced: flattening branches from different
-            # stages first would make the runner buffer (pickle) every row between them.
             written, counted = [], []
-            for name, rows in sorted(branches.items()):
-                label = name.title().replace("_", "")
-                written.append(rows | f"Write{label}" >> beam.ParDo(WriteParquetFn(staging, self.storage_options))
+            for rows, write_label, count_label in to_write:
+                written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, self.storage_options))
                                .with_output_types(writing.WrittenFile))
-                counted.append(rows | f"Count{label}" >> beam.Map(lambda item: writing.finding_counts([item])).with_output_types(dict))
+                counted.append(rows | count_label >> beam.Map(lambda item: writing.finding_counts([item])).with_output_types(dict))
             files = tuple(written) | "AllFiles" >> beam.Flatten()
             # Without defaults: CombineGlobally's default for an empty input is a side input; Gather copes with none.
             counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters).without_defaults()
             gathered = {"files": files, "counts": counts, "extras": extras} | "GatherForPublish" >> Gather()
         else:
             # Rows are grouped for writing anyway, so all branches go through one grouping (on Dask
-            # every extra GroupByKey is a shuffle over the sum of its inputs' partitions).
+            # every GroupByKey is a shuffle over the sum of its inputs' partitions).
             written = (
-                tuple(branches.values())
+                tuple(rows for rows, _, _ in to_write)
                 | "AllRows" >> beam.Flatten()
                 | "KeyForWriting" >> beam.ParDo(KeyForWriting()).with_output_types(typehints.Tuple[typehints.Tuple[str, int], TableRows])
                 | "GroupForWriting" >> beam.GroupByKey()
@@ -392,6 +419,7 @@ def _split_written(g: dict[str, list]) -> dict[str, list]:
 def _write_report(output: str, storage_options):
     """The report is written into the run folder before _SUCCESS: a complete output always has one."""
     def write(run_folder: str, summary: dict) -> None:
+        # Imported where used: the report brings the mask decoders, which a convert worker never needs before publish.
         from transforms.report import write_report
 
         write_report(run_folder, storage_options, drift=summary.get("drift"), title_output=output)
@@ -399,8 +427,6 @@ def _write_report(output: str, storage_options):
 
 
 def _sum_counters(counters):
-    from collections import Counter
-
     total = Counter()
     for c in counters:
         total.update(c)

@@ -1,14 +1,30 @@
 """Dataset-level label statistics (``label_summary``) and the checks Datumaro runs on one machine,
-here as a Beam combiner: per (labels, colour) an accumulator small enough to merge anywhere.
+as Beam combiners whose accumulators are small enough to merge anywhere, in any order.
 
-Quantiles come from a fixed 1,000-bin histogram of pixel fractions (error below 0.001), so the
-accumulator has a bounded size however many masks a label has.
+Counts are about presence. A class table (``--mask-labels``) declares every class for every mask it
+covers, but a mask without a class gets no ``label_stats`` row and sends no event for it: cost follows
+what is in the masks, not the size of the table. What is needed about the absent ones comes from two
+run-level counts (``RunCounts``): how many masks were decoded, and how many of them (and of their
+frames) took their colours from each table entry. So per class:
+
+- ``masks_present`` / ``frames_present``: masks (frames) where it has at least one pixel;
+- ``masks_declared`` / ``frames_declared``: decoded masks (frames) for which an ROI or the table declared it;
+- pixel-fraction mean, min, max and quantiles over *all decoded masks of the run*, a mask without the
+  class counting as 0. The zeros are never sent: they are the run's decoded masks minus the masks where
+  the class is present.
+
+Quantiles follow numpy's ``quantile(..., method="lower")``: exact while a class is present in at most
+``EXACT_VALUES`` masks (its fractions are kept), else from a ``BINS``-bin histogram of the non-zero
+fractions (bin midpoint, clamped to the observed range: error <= 0.5 / BINS). A quantile that falls on
+a mask without the class is exactly 0.0.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import apache_beam as beam
 import numpy as np
@@ -16,62 +32,108 @@ import numpy as np
 from transforms.findings import Finding
 from transforms.flattening import finding_row
 
+if TYPE_CHECKING:
+    from transforms.joining import MaskLabels
+
 BINS = 1000
+EXACT_VALUES = 256  # per class, the non-zero fractions kept for exact quantiles of rare classes
 FRACTION_SCALE = 10**15  # pixel fractions are summed as integers: the same mean whatever the combine order
 IMBALANCE_RATIO = 50  # as Datumaro's segmentation validator
 
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
 
 
+def quantile_lower(q: float, n: int) -> int:
+    """The 0-based rank numpy's quantile(method="lower") picks among ``n`` sorted values."""
+    return int(math.floor(q * (n - 1)))
+
+
 class LabelAccumulator:
-    __slots__ = ("frames", "masks", "present", "pixels", "fraction_sum", "fraction_min", "fraction_max",
-                 "hist", "bbox_w", "bbox_h")
+    """One (labels, colour): what its label_stats rows and frames say. Zeros are implicit (see module doc)."""
+
+    __slots__ = ("roi_frames", "frames_present", "roi_masks", "present", "pixels", "fraction_sum",
+                 "fraction_min", "fraction_max", "exact", "hist", "bbox_w", "bbox_h")
 
     def __init__(self):
-        self.frames = self.masks = self.present = self.pixels = 0
+        self.roi_frames = self.frames_present = self.roi_masks = self.present = self.pixels = 0
         self.fraction_sum = 0  # in units of 1/FRACTION_SCALE: integer sums do not depend on merge order
-        self.fraction_min = float("inf")
+        self.fraction_min = float("inf")  # of the non-zero fractions
         self.fraction_max = float("-inf")
-        self.hist = np.zeros(BINS + 1, dtype=np.int64)
+        self.exact: list[float] | None = []  # the non-zero fractions while there are at most EXACT_VALUES
+        self.hist: np.ndarray | None = None  # of the non-zero fractions, once there are more
         self.bbox_w = self.bbox_h = 0
 
     def add(self, event: tuple) -> None:
-        """('frame',) once per frame; ('mask', fraction, pixels, (x0, y0, x1, y1)) once per decoded mask."""
+        """('frame', present, roi_declared) once per frame with a row of this colour;
+        ('mask', fraction, pixels, (x0, y0, x1, y1), roi_declared) once per label_stats row."""
         if event[0] == "frame":
-            self.frames += 1
+            self.frames_present += bool(event[1])
+            self.roi_frames += bool(event[2])
             return
-        _, fraction, pixels, bbox = event
-        self.masks += 1
+        _, fraction, pixels, bbox, roi_declared = event
+        self.roi_masks += bool(roi_declared)
+        if not pixels:
+            return  # an ROI's colour with no pixels: declared, counted above; its 0 is implicit
+        self.present += 1
         self.pixels += pixels
         self.fraction_sum += round(fraction * FRACTION_SCALE)
         self.fraction_min = min(self.fraction_min, fraction)
         self.fraction_max = max(self.fraction_max, fraction)
-        self.hist[min(int(fraction * BINS), BINS)] += 1
-        if pixels:
-            self.present += 1
-            x0, y0, x1, y1 = bbox
-            self.bbox_w += x1 - x0
-            self.bbox_h += y1 - y0
+        if self.exact is not None:
+            self.exact.append(fraction)
+            if len(self.exact) > EXACT_VALUES:
+                self._to_hist()
+        else:
+            self.hist[_bin(fraction)] += 1
+        x0, y0, x1, y1 = bbox
+        self.bbox_w += x1 - x0
+        self.bbox_h += y1 - y0
+
+    def _to_hist(self) -> None:
+        if self.hist is None:
+            self.hist = np.zeros(BINS, dtype=np.int64)
+        if self.exact:
+            np.add.at(self.hist, np.minimum((np.asarray(self.exact) * BINS).astype(np.int64), BINS - 1), 1)
+        self.exact = None
 
     def merge(self, other: "LabelAccumulator") -> None:
-        self.frames += other.frames
-        self.masks += other.masks
+        self.roi_frames += other.roi_frames
+        self.frames_present += other.frames_present
+        self.roi_masks += other.roi_masks
         self.present += other.present
         self.pixels += other.pixels
         self.fraction_sum += other.fraction_sum
         self.fraction_min = min(self.fraction_min, other.fraction_min)
         self.fraction_max = max(self.fraction_max, other.fraction_max)
-        self.hist += other.hist
         self.bbox_w += other.bbox_w
         self.bbox_h += other.bbox_h
+        # Exact values survive only while the union has at most EXACT_VALUES: that depends on the
+        # total alone, so the result does not depend on the merge order.
+        if self.exact is not None and other.exact is not None and len(self.exact) + len(other.exact) <= EXACT_VALUES:
+            self.exact.extend(other.exact)
+            return
+        self._to_hist()
+        if other.exact is not None:
+            np.add.at(self.hist, np.minimum((np.asarray(other.exact, dtype=float) * BINS).astype(np.int64), BINS - 1), 1)
+        else:
+            self.hist += other.hist
 
-    def quantile(self, q: float) -> float | None:
-        if not self.masks:
+    def quantile(self, q: float, masks: int) -> float | None:
+        """numpy's quantile(method="lower") of the class's fraction over ``masks`` masks (0 where absent)."""
+        if masks <= 0:
             return None
-        target = q * self.masks
-        index = int(np.searchsorted(np.cumsum(self.hist), target, side="left"))
+        rank = quantile_lower(q, masks) - (masks - self.present)  # among the non-zero fractions
+        if rank < 0:
+            return 0.0
+        if self.exact is not None:
+            return sorted(self.exact)[rank]
+        index = int(np.searchsorted(np.cumsum(self.hist), rank + 1, side="left"))
         midpoint = (index + 0.5) / BINS
         return min(max(midpoint, self.fraction_min), self.fraction_max)  # exact at the ends
+
+
+def _bin(fraction: float) -> int:
+    return min(int(fraction * BINS), BINS - 1)
 
 
 class LabelSummaryFn(beam.CombineFn):
@@ -93,87 +155,199 @@ class LabelSummaryFn(beam.CombineFn):
         return acc
 
 
-def summarise(events: Iterable[tuple[LabelKey, tuple]]) -> list[tuple[LabelKey, LabelAccumulator]]:
-    """The combiner without Beam (tests, small runs)."""
+class RunCounts:
+    """Run-level counts: decoded masks, and masks/frames whose colours came from each table entry."""
+
+    __slots__ = ("masks", "table_masks", "table_frames")
+
+    def __init__(self):
+        self.masks = 0
+        self.table_masks: dict[str, int] = defaultdict(int)  # table key -> decoded masks it declared colours for
+        self.table_frames: dict[tuple[str, ...], int] = defaultdict(int)  # sorted table keys of a frame -> frames
+
+    def add(self, event: tuple) -> None:
+        """('masks', table key or None, n): n decoded masks; ('frame', table keys): a frame whose decoded masks used them."""
+        if event[0] == "masks":
+            _, key, n = event
+            self.masks += n
+            if key is not None:
+                self.table_masks[key] += n
+        else:
+            self.table_frames[tuple(event[1])] += 1
+
+    def merge(self, other: "RunCounts") -> None:
+        self.masks += other.masks
+        for k, n in other.table_masks.items():
+            self.table_masks[k] += n
+        for k, n in other.table_frames.items():
+            self.table_frames[k] += n
+
+
+class RunCountsFn(beam.CombineFn):
+    def create_accumulator(self):
+        return RunCounts()
+
+    def add_input(self, acc, event):
+        acc.add(event)
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        first = next(accs)
+        for a in accs:
+            first.merge(a)
+        return first
+
+    def extract_output(self, acc):
+        return acc
+
+
+class LabelSummary(NamedTuple):
+    """One (labels, colour) of the run, counted by presence: a label_summary row, a summary.json entry."""
+
+    labels: tuple[str, ...]
+    rgb: tuple[int, int, int]
+    masks_present: int
+    frames_present: int
+    masks_declared: int
+    frames_declared: int
+    total_pixels: int
+    pixel_fraction_mean: float | None
+    pixel_fraction_min: float | None
+    pixel_fraction_max: float | None
+    pixel_fraction_p50: float | None
+    pixel_fraction_p95: float | None
+    bbox_width_mean: float | None
+    bbox_height_mean: float | None
+
+
+def rank_key(s: LabelSummary):
+    """Most present first, then most pixels; ties by name and colour so the order is stable."""
+    return (-s.masks_present, -s.frames_present, -s.total_pixels, s.labels, s.rgb)
+
+
+def resolve_labels(items: Iterable[tuple[LabelKey, LabelAccumulator]], run: RunCounts,
+                   mask_labels: "MaskLabels | None" = None) -> list[LabelSummary]:
+    """Every declared (labels, colour) of the run, ranked by presence: the classes that sent events, plus
+    the table's classes that were declared for decoded masks but never present (they sent none)."""
+    accs: dict[LabelKey, LabelAccumulator] = dict(items)
+    table_keys_of: dict[LabelKey, set[str]] = defaultdict(set)
+    if mask_labels is not None:
+        for key, decls in mask_labels.by_mask.items():
+            if run.table_masks.get(key):
+                for d in decls:
+                    table_keys_of[(d.labels, d.rgb)].add(key)
+    n = run.masks
+    out = []
+    for key in set(accs) | set(table_keys_of):
+        a = accs.get(key) or LabelAccumulator()
+        tables = table_keys_of.get(key, ())
+        masks_declared = a.roi_masks + sum(run.table_masks.get(t, 0) for t in tables)
+        frames_declared = a.roi_frames + sum(c for keys, c in run.table_frames.items() if tables and not tables.isdisjoint(keys))
+        present = a.present
+        out.append(LabelSummary(
+            tuple(key[0]), tuple(key[1]), present, a.frames_present, masks_declared, frames_declared, a.pixels,
+            a.fraction_sum / FRACTION_SCALE / n if n else None,
+            (a.fraction_min if present >= n else 0.0) if n else None,
+            (a.fraction_max if present else 0.0) if n else None,
+            a.quantile(0.5, n), a.quantile(0.95, n),
+            a.bbox_w / present if present else None, a.bbox_h / present if present else None,
+        ))
+    out.sort(key=rank_key)
+    return out
+
+
+def summarise(events: Iterable[tuple[LabelKey, tuple]], run_events: Iterable[tuple] = (),
+              mask_labels: "MaskLabels | None" = None) -> list[LabelSummary]:
+    """The combiners without Beam (tests, small runs)."""
     accs: dict[LabelKey, LabelAccumulator] = defaultdict(LabelAccumulator)
     for key, event in events:
         accs[key].add(event)
-    return list(accs.items())
+    run = RunCounts()
+    for event in run_events:
+        run.add(event)
+    return resolve_labels(accs.items(), run, mask_labels)
 
 
-def label_summary_rows(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[tuple]:
-    rows = []
-    for (labels, rgb), a in sorted(items, key=lambda kv: (-kv[1].frames, kv[0])):
-        rows.append((
-            list(labels), list(rgb), a.frames, a.masks, a.present, a.pixels,
-            a.fraction_sum / FRACTION_SCALE / a.masks if a.masks else None,
-            a.fraction_min if a.masks else None, a.fraction_max if a.masks else None,
-            a.quantile(0.5), a.quantile(0.95),
-            a.bbox_w / a.present if a.present else None, a.bbox_h / a.present if a.present else None,
-        ))
-    return rows
+def label_summary_rows(classes: Sequence[LabelSummary]) -> list[tuple]:
+    """label_summary rows (schema order), most present first."""
+    return [(list(s.labels), list(s.rgb), *s[2:]) for s in classes]
 
 
-def summary_findings(items: Sequence[tuple[LabelKey, LabelAccumulator]], min_label_frames: int) -> list[tuple]:
-    """Dataset-level findings (no shard/line): colour/label inconsistencies, rare and imbalanced labels."""
-    colours_of: dict[tuple[str, ...], set] = defaultdict(set)
+def _by_label(classes: Iterable[LabelSummary]) -> dict[tuple[str, ...], list[LabelSummary]]:
+    out: dict[tuple[str, ...], list[LabelSummary]] = defaultdict(list)
+    for s in classes:
+        if s.labels:
+            out[s.labels].append(s)
+    return out
+
+
+def summary_findings(classes: Sequence[LabelSummary], min_label_frames: int) -> list[tuple]:
+    """Dataset-level findings (no shard/line): colour/label inconsistencies, classes never present, rare
+    and imbalanced classes (by presence)."""
+    by_label = _by_label(classes)
     labels_of: dict[tuple[int, int, int], set] = defaultdict(set)
-    frames_of: dict[tuple[str, ...], int] = defaultdict(int)
-    for (labels, rgb), a in items:
-        if not labels:
-            continue
-        colours_of[labels].add(rgb)
-        labels_of[rgb].add(labels)
-        frames_of[labels] += a.frames
+    for s in classes:
+        if s.labels:
+            labels_of[s.rgb].add(s.labels)
     out = []
 
     def add(code: str, message: str) -> None:
         out.append(finding_row(None, None, None, Finding(code, "", message)))
 
-    for labels, colours in sorted(colours_of.items()):
-        if len(colours) > 1:
-            add("label_multiple_colours", f"Label {list(labels)} is drawn in {len(colours)} colours across frames: "
-                f"{sorted(list(c) for c in colours)[:10]}; use one colour per class in a dataset version.")
+    for labels, rows in sorted(by_label.items()):
+        if len(rows) > 1:
+            add("label_multiple_colours", f"Label {list(labels)} is drawn in {len(rows)} colours across frames: "
+                f"{sorted(list(s.rgb) for s in rows)[:10]}; use one colour per class in a dataset version.")
     for rgb, labelsets in sorted(labels_of.items()):
         if len(labelsets) > 1:
             add("colour_multiple_labels", f"Colour {list(rgb)} stands for {sorted(list(x) for x in labelsets)[:10]} in different frames; "
                 "one colour should mean one class.")
+    frames_of = {labels: sum(s.frames_present for s in rows) for labels, rows in by_label.items()}
+    for labels, rows in sorted(by_label.items()):
+        if frames_of[labels] == 0 and any(s.masks_declared for s in rows):
+            declared = sum(s.masks_declared for s in rows)
+            add("label_never_present", f"Label {list(labels)} (colour {', '.join(str(list(s.rgb)) for s in rows[:3])}) was declared for "
+                f"{declared:,} decoded mask(s) but has no pixel in any of them; check its colour in the class table, or drop "
+                "the class if this data cannot contain it.")
     for labels, n in sorted(frames_of.items()):
-        if n < min_label_frames:
-            add("label_few_samples", f"Label {list(labels)} occurs in only {n} frame(s) (< --min-label-frames={min_label_frames}); "
+        if 0 < n < min_label_frames:
+            add("label_few_samples", f"Label {list(labels)} is present in only {n} frame(s) (< --min-label-frames={min_label_frames}); "
                 "collect more samples or merge the class.")
-    if len(frames_of) >= 2:
-        (most, hi), (least, lo) = max(frames_of.items(), key=lambda kv: kv[1]), min(frames_of.items(), key=lambda kv: kv[1])
-        if lo and hi / lo > IMBALANCE_RATIO:
-            add("label_imbalance", f"Label {list(most)} occurs in {hi} frames, {list(least)} in {lo}: ratio {hi / lo:.0f} > "
+    present = {k: n for k, n in frames_of.items() if n}
+    if len(present) >= 2:
+        (most, hi), (least, lo) = max(present.items(), key=lambda kv: (kv[1], kv[0])), min(present.items(), key=lambda kv: (kv[1], kv[0]))
+        if hi / lo > IMBALANCE_RATIO:
+            add("label_imbalance", f"Label {list(most)} is present in {hi} frames, {list(least)} in {lo}: ratio {hi / lo:.0f} > "
                 f"{IMBALANCE_RATIO}; rebalance the data or weight the loss.")
     return out
 
 
-TOP_LABELS = 100
+TOP_LABELS = 1000  # summary.json keeps the most present; `labels_omitted` says how many more there were
 
 
-def label_totals(items: Sequence[tuple[LabelKey, LabelAccumulator]]) -> list[dict]:
-    """Per-label totals for summary.json (most frames first, at most TOP_LABELS)."""
-    rows = sorted(items, key=lambda kv: (-kv[1].frames, kv[0]))[:TOP_LABELS]
-    return [{"labels": list(labels), "rgb": list(rgb), "frames": a.frames, "masks": a.masks, "total_pixels": a.pixels}
-            for (labels, rgb), a in rows]
+def label_totals(classes: Sequence[LabelSummary]) -> list[dict]:
+    """Per-(labels, colour) counts for summary.json, most present first (at most TOP_LABELS)."""
+    return [{"labels": list(s.labels), "rgb": list(s.rgb), "masks_present": s.masks_present, "frames_present": s.frames_present,
+             "masks_declared": s.masks_declared, "frames_declared": s.frames_declared, "total_pixels": s.total_pixels}
+            for s in classes[:TOP_LABELS]]
 
 
-def label_counts(items: Sequence[tuple[LabelKey, LabelAccumulator]]):
-    """This run's frames per label and colours per label, as drift compares them."""
+def label_counts(classes: Sequence[LabelSummary]):
+    """This run's frames per label and colours per label, by presence, as drift compares them: a class
+    declared but never present is not in the run's distribution."""
     from transforms.drift import LabelCounts
 
     frames: dict[tuple[str, ...], int] = defaultdict(int)
     colours: dict[tuple[str, ...], set] = defaultdict(set)
-    for (labels, rgb), a in items:
-        if labels:
-            frames[labels] += a.frames
-            colours[labels].add(tuple(rgb))
+    for s in classes:
+        if s.labels and s.frames_present:
+            frames[s.labels] += s.frames_present
+            colours[s.labels].add(tuple(s.rgb))
     return LabelCounts(dict(frames), dict(colours), "label_summary")
 
 
-def drift_against(items: Sequence[tuple[LabelKey, LabelAccumulator]], baseline: str,
+def drift_against(items: Sequence[LabelSummary], baseline: str,
                   storage_options: dict | None = None, max_drift: float | None = None) -> dict:
     """This run's labels compared with an earlier run's output (see transforms.drift)."""
     from transforms.drift import compare_label_counts, read_label_counts
@@ -201,7 +375,10 @@ class CompareLabels(beam.PTransform):
         from transforms.drift import drift_findings
         from transforms.flattening import TableRows
 
-        extras = [label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items)))]
+        extras = [
+            label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items))),
+            label_items | "LabelsOmitted" >> beam.Map(lambda items: ("labels_omitted", max(0, len(items) - TOP_LABELS))),
+        ]
         drift_rows = None
         if self.baseline:
             drift = label_items | "CompareBaseline" >> beam.Map(drift_against, self.baseline, self.storage_options, self.max_drift)
