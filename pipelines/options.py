@@ -75,7 +75,9 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="Frame shards: local paths, file://, gs:// or s3:// globs of .jsonl/.ndjson/.json files, optionally .gz/.bz2/.zst.")
     parser.add_argument("--output", required=True, metavar="DIR", help="Folder (local, gs://, s3://) for the tables.")
     parser.add_argument("--mask-labels", metavar="FILE",
-                        help="ClearML's version-level mask_labels JSON ({\"_all_\": [{\"value\": [r,g,b], \"labels\": [...]}]}) for frames whose ROIs carry no mask.")
+                        help="The dataset's class table, for frames whose ROIs carry no mask: ClearML's {\"_all_\": [{\"value\": [r,g,b], "
+                             "\"labels\": [...]}]}, a {\"Name\": [r,g,b] or \"#rrggbb\"} map, or CamVid's label_colors.txt (r g b Name per line). "
+                             "Its classes may be absent from a mask (no warning); see docs/CLASS_TABLES.md.")
     parser.add_argument("--storage-options", type=_json_object, default={}, metavar="JSON",
                         help="fsspec storage options as JSON, e.g. '{\"anon\": true}' (credentials come from the standard chains).")
     parser.add_argument("--max-record-bytes", type=_positive_int, default=16 * 1024 * 1024, metavar="N",

@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import re
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from tests.browser import CHROMIUM, chromium
 from tests.conftest import run_cli
 from transforms import report_data
 from transforms.flattening import rows_to_table
@@ -22,14 +22,13 @@ from transforms.markup import Markup, h, join
 from transforms.report import render_report, write_report
 from transforms.report_data import OutputFolder, pick_row_groups, row_groups, worst_frames
 
-CHROMIUM = Path("/usr/bin/chromium")
 MASK_W, MASK_H = 400, 300  # wider than the 320 px preview: the report must downscale it
 CAR, ROAD, EVIL = (0, 0, 142), (128, 64, 128), (255, 0, 0)
 EVIL_LABEL = "<script>alert(1)</script>"
 EVIL_FRAME_ID = '<img src=x onerror="alert(2)">'
 # label -> frames declaring it; the chart must show one bar per label, longest first.
 LABEL_FRAMES = {"car": 6, "road": 4, EVIL_LABEL: 2}
-SECTIONS = ("headline", "findings", "labels", "pixel-fractions", "bbox-sizes", "worst-frames", "mask-preview", "run")
+SECTIONS = ("headline", "findings", "labels", "bbox-sizes", "worst-frames", "mask-preview", "run")
 
 
 def draw_mask(index: int) -> np.ndarray:
@@ -124,14 +123,14 @@ def bars_in(html_text: str, chart_id: str) -> list[dict[str, str | None]]:
 def test_every_section_is_there(page: str) -> None:
     ids = {a.get("id") for _, a, _ in elements(page)}
     assert set(SECTIONS) <= ids
-    assert {"label-frequency", "pixel-fraction", "bbox-width", "bbox-height"} <= ids
+    assert {"label-frequency", "bbox-width", "bbox-height"} <= ids
     headline = page[page.index('id="headline"'):page.index('id="findings"')]
     assert ">7<" in headline  # frames (the unparsable line is no frame)
     assert f"{6 / 7:.1%}" in headline  # valid: every frame but the one with the missing mask
     assert ">2<" in headline  # errors: mask_not_found, json_invalid
 
 
-def test_label_frequency_has_one_bar_per_label_longest_first(page: str) -> None:
+def test_classes_have_one_presence_bar_each_most_present_first(page: str) -> None:
     bars = bars_in(page, "label-frequency")
     assert len(bars) == len(LABEL_FRAMES)
     widths = [float(b["width"] or 0) for b in bars]
@@ -142,9 +141,9 @@ def test_label_frequency_has_one_bar_per_label_longest_first(page: str) -> None:
 
 def test_bbox_histograms_and_box_plots(page: str) -> None:
     assert len(bars_in(page, "bbox-width")) == len(bars_in(page, "bbox-height")) > 0
-    boxes = [a for tag, a, inside in elements(page) if tag == "rect" and "pixel-fraction" in inside and a.get("class") == "iqr"]
-    assert len(boxes) == len(LABEL_FRAMES)
-    assert "From all" in page  # a small table is not sampled
+    boxes = [a for tag, a, inside in elements(page) if tag == "rect" and "label-frequency" in inside and a.get("class") == "iqr"]
+    assert len(boxes) == len(LABEL_FRAMES)  # pixel fractions where present, one box per class row
+    assert "From all" in page and "from all" in page  # a small table is not sampled
 
 
 def test_findings_list_codes_with_example_locations(page: str) -> None:
@@ -255,12 +254,6 @@ def test_missing_summary_says_what_to_point_at(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- headless Chromium
 
 
-def chromium(*args: str, profile: Path, timeout: float = 90) -> subprocess.CompletedProcess:
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def rendered(outputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     if not CHROMIUM.exists():
@@ -300,3 +293,45 @@ def test_markup_escapes_every_value_unless_it_is_markup() -> None:
     assert isinstance(built, Markup) and h("{}", built) == built  # built markup is not escaped twice
     assert h("{:,.1f}", 1234.5) == "1,234.5"
     assert join(["<a>", Markup("<b>")], "<") == "&lt;a&gt;&lt;<b>"
+
+
+# ---------------------------------------------------------------- a 150-class table
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory):
+    from tests.many_classes import write_many_classes
+
+    base = tmp_path_factory.mktemp("many")
+    data = write_many_classes(base / "input", classes=150, masks=120)
+    out = base / "out"
+    assert run_cli("run", "--input", str(data.frames), "--mask-labels", str(data.table), "--output", str(out), "--quiet") == 0
+    return data, out
+
+
+def test_150_classes_every_present_class_ranked_and_the_never_present_listed(many) -> None:
+    import html as html_lib
+
+    data, out = many
+    page = render_report(str(out))
+    table = page[page.index('id="label-frequency"'):page.index("</table>", page.index('id="label-frequency"'))]
+    shown = [html_lib.unescape(m) for m in re.findall(r'<td class="name"><span class="swatch"[^>]*></span>([^<]*)', table)]
+    present = {n: k for n, k in data.masks_present.items() if k}
+    assert sorted(shown) == sorted(present)  # every class with pixels, none cut
+    counts = [present[n] for n in shown]
+    assert counts == sorted(counts, reverse=True)  # ranked by presence
+    never = page[page.index('id="never-present"'):]
+    never = never[:never.index("</ul>")]
+    assert {n for n, k in data.masks_present.items() if not k} == {html_lib.unescape(m) for m in re.findall(r"</span>([^<]+) <span", never)}
+    assert 'class="classes scroll"' in page  # a long table scrolls instead of being cut
+
+
+def test_150_classes_nothing_is_clipped_in_chromium(many, tmp_path: Path) -> None:
+    from tests.browser import layout_check
+
+    if not CHROMIUM.exists():
+        pytest.skip("headless Chromium is not installed: apt-get install -y chromium (Debian) to run this test")
+    _, out = many
+    result = layout_check(Path(write_report(str(out))), tmp_path)
+    assert result["clipped"] == [] and result["overflowing"] == []
+    assert result["rows"] == sum(1 for k in many[0].masks_present.values() if k)

@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import deflate
 import numpy as np
 import pyspng
 from PIL import Image
@@ -77,6 +78,8 @@ class _PngHeader:
     bit_depth: int
     colour_type: int
     palette: bytes | None  # PLTE payload, 3 bytes per entry
+    interlace: int = 0
+    idat: tuple[tuple[int, int], ...] = ()  # (offset, length) of each IDAT chunk's payload, in order
 
     @property
     def mode(self) -> str:
@@ -137,6 +140,145 @@ def decode_mask_bytes(data: bytes, *, max_pixels: int = 100_000_000, deadline: D
     return decoded
 
 
+# ---------------------------------------------------------------- the fused path
+
+
+class MaskPixels:
+    """A decoded mask, ready for ``statistics.analyse_mask``: for a PNG, its inflated scanlines.
+
+    Non-interlaced PNGs of every colour type and bit depth we accept keep their raw scanlines: the first
+    ``classify`` defilters them in place and classifies each row while it is in cache (transforms/kernel.py),
+    later ones (another colour table for the same file) only classify. Everything else carries packed
+    pixels from the reference decoders below (``decode_mask_bytes``): interlaced PNGs, JPEG, BMP, WebP.
+    When the kernel meets damage that the chunk walk cannot see (a filter byte > 4, a palette index
+    past the palette) the reference decoder decides, so the findings and messages are the same as
+    before: it raises MaskDecodeError or, if it accepts the bytes, its pixels are classified.
+    """
+
+    def __init__(self, width: int, height: int, mode: str, *, packed: np.ndarray | None = None,
+                 scanlines: np.ndarray | None = None, layout: int = 0, bit_depth: int = 8,
+                 lut: np.ndarray | None = None, data: bytes = b"", max_pixels: int = 0):
+        self.width, self.height, self.mode = width, height, mode
+        self._packed = packed
+        self._scanlines = scanlines
+        self._layout, self._bit_depth, self._lut = layout, bit_depth, lut
+        self._defiltered = False
+        self._data, self._max_pixels = data, max_pixels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def fused(self) -> bool:
+        """True while the PNG fast path holds the pixels (False after a fallback, and for other formats)."""
+        return self._scanlines is not None
+
+    @property
+    def packed(self) -> np.ndarray:
+        """The (h, w) uint32 pixels, decoded on first use by the reference decoder (the kernel never needs them)."""
+        if self._packed is None:
+            self._fall_back()
+        return self._packed
+
+    def classify(self, declared_rgb: np.ndarray, tolerance: int):
+        """kernel.LabelPass of these pixels for the (n, 3) int64 declared colours."""
+        from transforms import kernel
+
+        if self._scanlines is None:
+            return kernel.classify_packed(self.packed, declared_rgb, tolerance)
+        n = len(declared_rgb)
+        lab, acc, keys, table_labels, counts = kernel.start_pass(self.height, self.width, declared_rgb)
+        status, keys, table_labels, counts = kernel.png_pass(
+            self._scanlines, self.height, self.width, self._layout, self._bit_depth, self._lut, self._defiltered,
+            lab, keys, table_labels, counts, declared_rgb, int(tolerance), kernel.undeclared_label(n), acc, n)
+        if status == kernel.OK:
+            self._defiltered = True
+            return kernel.LabelPass(lab, acc, keys, table_labels, counts)
+        if status == kernel.BAD_SIZES:
+            raise AssertionError("png_pass refused the sizes open_mask gave it")
+        self._fall_back()  # raises MaskDecodeError for what the reference decoders refuse
+        return kernel.classify_packed(self._packed, declared_rgb, tolerance)
+
+    def _fall_back(self) -> None:
+        self._scanlines = None  # possibly half defiltered: never read again
+        self._packed = _decode_png(self._data, self._max_pixels).packed
+
+
+def open_mask(data: bytes, *, max_pixels: int = 100_000_000, deadline: DecodeDeadline | None = None) -> MaskPixels:
+    """Check and inflate a mask for ``statistics.analyse_mask``; raise MaskDecodeError (only) for bad bytes.
+
+    PNG: the chunk walk of ``decode_mask_bytes`` (CRCs, IHDR limits, IEND), then the IDAT inflated with
+    libdeflate (~10x zlib's speed); defiltering waits for the kernel's pass. A stream libdeflate
+    refuses (bad data, wrong length, checksum) goes to the reference decoder, which decides.
+    """
+    if len(data) == 0 or data[:8] != PNG_SIGNATURE:
+        decoded = decode_mask_bytes(data, max_pixels=max_pixels, deadline=deadline)
+        return MaskPixels(decoded.width, decoded.height, decoded.mode, packed=decoded.packed)
+    header = _read_png_header(data, max_pixels)
+    if deadline is not None:
+        deadline.check_budget(header.width * header.height)
+    layout = _kernel_layout(header)
+    if layout is None:  # interlaced: measured fallback (libspng deinterlaces)
+        pixels = MaskPixels(header.width, header.height, header.mode, packed=_decode_png(data, max_pixels).packed)
+    else:
+        kind, lut = layout
+        bits = {0: 24, 1: 32, 2: 16}.get(kind, header.bit_depth)
+        expected = header.height * ((header.width * bits + 7) // 8 + 1)
+        view = memoryview(data)
+        idat = view[header.idat[0][0] : sum(header.idat[0])] if len(header.idat) == 1 else b"".join(
+            view[offset : offset + length] for offset, length in header.idat)
+        try:
+            raw = deflate.zlib_decompress(idat, expected)
+        except deflate.DeflateError:
+            raw = None
+        if raw is None or len(raw) != expected:
+            pixels = MaskPixels(header.width, header.height, header.mode, packed=_decode_png(data, max_pixels).packed)
+        else:
+            pixels = MaskPixels(header.width, header.height, header.mode, scanlines=np.frombuffer(raw, dtype=np.uint8),
+                                layout=kind, bit_depth=header.bit_depth, lut=lut, data=data, max_pixels=max_pixels)
+    if deadline is not None:
+        deadline.check("decoding")
+    return pixels
+
+
+def _kernel_layout(header: _PngHeader) -> tuple[int, np.ndarray] | None:
+    """How the kernel reads this PNG's scanlines, with its 256-entry colour table; None: not the kernel's."""
+    from transforms import kernel
+
+    if header.interlace:
+        return None
+    if header.colour_type == 2:
+        return kernel.RGB8, _NO_TABLE
+    if header.colour_type == 6:
+        return kernel.RGBA8, _NO_TABLE
+    if header.colour_type == 4:
+        return kernel.GREY_ALPHA8, _GREY_TABLE
+    if header.colour_type == 0:
+        return kernel.INDEXED, _GREY_TABLES[header.bit_depth]
+    lut = np.full(256, kernel.EMPTY, dtype=np.uint32)  # entries past the palette's end: an error if used
+    entries = _palette_lookup_table(header.palette)[: len(header.palette) // 3]
+    lut[: len(entries)] = entries
+    return kernel.INDEXED, lut
+
+
+def _warm_png_kernels() -> None:
+    """Run the kernel once on a PNG of each layout (kernel.warm: fills numba's on-disk cache)."""
+    from transforms.statistics import analyse_mask
+
+    rgb = np.array([[[0, 0, 7], [1, 2, 3]], [[0, 0, 7], [9, 9, 9]]], dtype=np.uint8)
+    images = [Image.fromarray(rgb), Image.fromarray(np.dstack([rgb, rgb[..., :1]])), Image.fromarray(rgb).convert("LA"),
+              Image.fromarray(rgb[..., 2]), Image.fromarray(rgb[..., 2] > 3), Image.fromarray(rgb).quantize(4)]
+    for image in images:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        pixels = open_mask(buffer.getvalue())
+        for n in (2, 300):
+            colours = [(0, 0, 7)] + [(i // 256, i % 256, 200) for i in range(n - 1)]
+            analyse_mask(pixels, colours, 0, rle=True, png=True)
+            analyse_mask(pixels, colours, 3, rle=True)
+
+
 # ---------------------------------------------------------------- PNG
 
 
@@ -146,7 +288,7 @@ def _read_png_header(data: bytes, max_pixels: int) -> _PngHeader:
     offset = 8
     header: tuple[int, ...] | None = None
     palette: bytes | None = None
-    seen_idat = False
+    idat: list[tuple[int, int]] = []
     while True:
         if offset + 12 > len(data):
             raise _corrupt("the PNG is truncated (no IEND chunk); the file was cut short while copying")
@@ -168,16 +310,16 @@ def _read_png_header(data: bytes, max_pixels: int) -> _PngHeader:
             if length == 0 or length % 3 or length > 768:
                 raise _corrupt(f"the PNG palette has {length} bytes, not 3 per entry for 1..256 entries")
         elif chunk_type == b"IDAT":
-            seen_idat = True
+            idat.append((offset + 8, length))
         elif chunk_type == b"IEND":
             break
         offset = end
     width, height, bit_depth, colour_type = header[:4]
-    if not seen_idat:
+    if not idat:
         raise _corrupt("the PNG has no IDAT chunk, so it holds no pixels")
     if colour_type == 3 and palette is None:
         raise _corrupt("the palette PNG has no PLTE chunk, so its pixels have no colours")
-    return _PngHeader(width, height, bit_depth, colour_type, palette)
+    return _PngHeader(width, height, bit_depth, colour_type, palette, header[6], tuple(idat))
 
 
 def _check_png_ihdr(ihdr: tuple[int, ...], max_pixels: int) -> None:
@@ -299,6 +441,10 @@ def _palette_lookup_table(palette: bytes) -> np.ndarray:
 
 
 _GREY_TABLE = np.arange(256, dtype=np.uint32) * 0x010101
+_NO_TABLE = np.zeros(256, dtype=np.uint32)  # RGB and RGBA scanlines hold their colours
+# Grey of 1, 2, 4 bits scaled to 8 as libspng and Pillow do (v * 255 / (2^d - 1)); past 2^d: unused.
+_GREY_TABLES = {depth: np.array([(v * 255 // ((1 << depth) - 1) if v < (1 << depth) else 0) * 0x010101 for v in range(256)],
+                                dtype=np.uint32) for depth in (1, 2, 4, 8)}
 
 
 def _check_pixel_count(width: int, height: int, max_pixels: int) -> None:

@@ -20,14 +20,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
 from apache_beam import typehints as th
 
 from transforms import progress
-from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
+from transforms.decoding import DecodeDeadline, MaskDecodeError, open_mask
 from transforms.findings import ERROR, Finding
 from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
 from transforms.joining import MaskLabels
@@ -38,6 +38,9 @@ from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
 from transforms.summary import LabelSummaryFn, RunCountsFn, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
+
+if TYPE_CHECKING:
+    from transforms.decoding import MaskPixels
 
 LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
 
@@ -89,9 +92,12 @@ def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
     return RequestResult({"masks": [row], "issues": [issue]}, req.frame_key, 1, 0, [])
 
 
-def analyse_request(req: MaskRequest, packed: np.ndarray, mode: str, options: DecodeOptions,
+def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: str, options: DecodeOptions,
                     cache: dict | None = None) -> RequestResult:
-    """Rows for one request from its decoded mask. ``cache`` shares analyses between requests of one file."""
+    """Rows for one request from its decoded mask. ``cache`` shares analyses between requests of one file.
+
+    ``packed``: (h, w) uint32 pixels (video frames) or a decoding.MaskPixels (images: the fused PNG path).
+    """
     height, width = packed.shape
     shard, line = req.frame_key
     dw, dh = req.declared_size
@@ -174,10 +180,12 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
     cache: dict = {}
     analysed = 0
     try:
-        decoded = decode_mask_bytes(data, max_pixels=options.max_mask_pixels, deadline=deadline)
+        # PNG: checked and inflated here; defiltered and classified by analyse_mask's one kernel pass
+        # (which raises MaskDecodeError if the pixel data turns out damaged).
+        decoded = open_mask(data, max_pixels=options.max_mask_pixels, deadline=deadline)
         for req in requests:
             deadline.check("statistics and crops")
-            yield analyse_request(req, decoded.packed, decoded.mode, options, cache)
+            yield analyse_request(req, decoded, decoded.mode, options, cache)
             analysed += 1
     except MaskDecodeError as e:
         for req in requests[analysed:]:

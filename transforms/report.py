@@ -9,6 +9,7 @@ shard names and messages are user data and may be ``<script>``.
 from __future__ import annotations
 
 import base64
+import math
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -20,14 +21,14 @@ import pyarrow.compute as pc
 
 from transforms.findings import CODES
 from transforms.markup import Markup, h, join
-from transforms.report_charts import Bar, css_colour, short, svg_bar_chart, svg_box_plots, svg_histogram
+from transforms.report_charts import (Distribution, axis_ticks, css_colour, nice_ceiling, short, svg_axis, svg_bar_cell, svg_box_cell,
+                                      svg_histogram)
 from transforms.report_data import (PREVIEW_MAX_WIDTH, LabelRow, OutputFolder, SampledTable, codes_of_frames, distributions,
                                     finding_examples, group_by_label, label_name, label_rows, label_stats_sample, mask_preview,
                                     worst_frames)
 from transforms.uris import redact_uri
 
 REPORT_FILE = "report.html"
-MAX_CHART_LABELS = 25
 NO_DECODE = "Not available: this output has no mask decoding tables (it was written by `convert` or with --no-decode). Run `framebeam run` to get them."
 
 
@@ -97,49 +98,109 @@ def _findings_section(folder: OutputFolder) -> Markup:
                     note)
 
 
-def _labels_section(labels: list[LabelRow] | None) -> Markup:
+def _classes_note(labels: list[LabelRow], decoded: int) -> str:
+    present = sum(1 for r in labels if r.masks_present)
+    never = len(labels) - present
+    return (f"{present:,} of {len(labels):,} declared classes have pixels in at least one of the {decoded:,} decoded masks, "
+            "ranked by the masks they are present in, then by pixels. Bars in the class's own colour. "
+            + (f"{never:,} never present: listed below the table." if never else "Every declared class is present somewhere."))
+
+
+def _labels_section(labels: list[LabelRow] | None, sample: SampledTable | None, decoded: int) -> Markup:
+    """Every class with pixels, one row each (the table scrolls, nothing is cut), then the classes never present."""
+    title = "Classes by presence"
     if labels is None:
-        return _section("labels", "Label frequency", _missing(NO_DECODE))
+        return _section("labels", title, _missing(NO_DECODE))
     if not labels:
-        return _section("labels", "Label frequency", _missing("No labelled colours were declared for any decoded mask."))
-    shown = labels[:MAX_CHART_LABELS]
-    bars = [Bar(label_name(r.labels), r.frames, r.colours[0],
-                f"{len(r.colours)} colours" if len(r.colours) > 1 else f"colour {list(r.colours[0])}") for r in shown]
-    note = "Frames in which each label has pixels in a decoded mask, bars in the label's own colour."
-    if len(labels) > len(shown):
-        note += f" Top {len(shown)} of {len(labels):,} labels."
-    return _section("labels", "Label frequency", svg_bar_chart(bars, chart_id="label-frequency"), note)
+        return _section("labels", title, _missing("No labelled colours were declared for any decoded mask."))
+    present = [r for r in labels if r.masks_present]
+    never = [r for r in labels if not r.masks_present]
+    top = decoded or max((r.masks_present for r in present), default=1)
+    boxes, sampled = _where_present(present, sample)
+    highest = max((b.high for b in boxes.values()), default=0.01) or 0.01
+    step = nice_ceiling(highest / 4)
+    axis_max = min(1.0, math.ceil(highest / step - 1e-9) * step)  # ends on a tick
+    presence_axis = svg_axis([(v / top, f"{v:,.0f}") for v in axis_ticks(top, whole=True)])
+    fraction_ticks = axis_ticks(axis_max)
+    digits = 0 if len(fraction_ticks) < 2 or fraction_ticks[1] >= 0.01 else 1 if fraction_ticks[1] >= 0.001 else 2
+    fraction_axis = svg_axis([(v / axis_max, f"{v:.{digits}%}") for v in fraction_ticks])
+    rows = []
+    for i, r in enumerate(present, 1):
+        name = label_name(r.labels)
+        colour = r.colours[0]
+        tip = f"{name}: present in {r.masks_present:,} of {top:,} decoded masks ({r.frames:,} frames), declared for {r.masks_declared:,}"
+        rows.append(h('<tr><td class="num">{}</td><td class="name">{}{}{}</td><td>{}</td><td class="num">{}</td>'
+                      '<td class="num">{}</td><td>{}</td><td class="num">{}</td></tr>',
+                      i, _swatch(colour), name, h(' <span class="dim">({} colours)</span>', len(r.colours)) if len(r.colours) > 1 else "",
+                      svg_bar_cell(r.masks_present, top, colour, tip), f"{r.masks_present:,}", f"{r.frames:,}",
+                      svg_box_cell(boxes.get(r.labels), axis_max), _p50_p95(r)))
+    head = h('<thead><tr><th>#</th><th>class</th><th class="axis">masks with pixels, of {:,} decoded{}</th><th>masks</th>'
+             '<th>frames</th><th class="axis">share of the mask\'s pixels where present{}</th>'
+             '<th title="over all decoded masks, 0 where the class is absent">median / p95<br>all masks</th></tr></thead>',
+             top, presence_axis, fraction_axis)
+    scroll = " scroll" if len(present) > 25 else ""
+    table = h('<div class="classes{}"><table id="label-frequency" class="classes">{}<tbody>{}</tbody></table></div>',
+              scroll, head, join(rows))
+    note = _classes_note(labels, decoded) + " Box plots: " + sampled
+    if scroll:
+        note += f" The table scrolls: all {len(present):,} present classes are in it."
+    return _section("labels", title, join((table, _never_present(never))), note)
 
 
-def _label_sections(labels: list[LabelRow] | None, sample: SampledTable | None) -> Markup:
-    """Frequency and pixel fractions side by side (same labels, same order), bbox sizes below."""
-    pixel, bbox = _distribution_sections(labels, sample)
-    return h('<div class="pair">{}{}</div>{}', _labels_section(labels), pixel, bbox)
+def _p50_p95(r: LabelRow) -> str:
+    if r.pixel_fraction_p50 is None:
+        return "–"
+    return f"{r.pixel_fraction_p50:.2%} / {r.pixel_fraction_p95:.2%}"
 
 
-def _distribution_sections(labels: list[LabelRow] | None, sample: SampledTable | None) -> tuple[Markup, Markup]:
+def _never_present(never: list[LabelRow]) -> Markup:
+    if not never:
+        return Markup("")
+    items = join(h('<li>{}{} <span class="dim">(declared for {:,} masks)</span></li>', _swatch(r.colours[0]), label_name(r.labels),
+                   r.masks_declared) for r in never)
+    return h('<div id="never-present"><h3>Never present ({})</h3><p class="note">Declared (by ROIs or the class table) but without '
+             'a pixel in any decoded mask: check their colours, or drop them from the table '
+             '(<code>label_never_present</code>).</p><ul class="never">{}</ul></div>', len(never), items)
+
+
+def _where_present(present: list[LabelRow], sample: SampledTable | None) -> tuple[dict[tuple[str, ...], Distribution], str]:
+    """Each class's pixel fractions in the masks where it has pixels (the label_stats sample's non-zero rows)."""
+    if sample is None or sample.table.num_rows == 0:
+        return {}, "no label_stats rows."
+    table = sample.table
+    fraction = table.column("pixel_fraction").to_numpy(zero_copy_only=False).astype(float)
+    keep = fraction > 0
+    labels = [lab for lab, k in zip(table.column("labels").to_pylist(), keep) if k]
+    by_label = group_by_label(labels, fraction[keep])
+    boxes = {}
+    for r in present:
+        if r.labels in by_label:
+            (box,) = distributions(by_label, {r.labels: r.colours[0]}, [r.labels])
+            boxes[r.labels] = box
+    sampled = (f"from a sample of {table.num_rows:,} of {sample.total_rows:,} label_stats rows (whole row groups spread over the table)."
+               if sample.sampled else f"from all {table.num_rows:,} label_stats rows.")
+    return boxes, f"share of the mask's pixels in each mask where the class is present (whiskers min-max, box quartiles), {sampled}"
+
+
+def _label_sections(labels: list[LabelRow] | None, sample: SampledTable | None, decoded: int = 0) -> Markup:
+    """The classes ranked by presence (with their pixel fractions), bbox sizes below."""
+    return join((_labels_section(labels, sample, decoded), _bbox_section(labels, sample)))
+
+
+def _bbox_section(labels: list[LabelRow] | None, sample: SampledTable | None) -> Markup:
     if labels is None or sample is None:
-        return (_section("pixel-fractions", "Pixel fraction per label", _missing(NO_DECODE)),
-                _section("bbox-sizes", "Bounding-box sizes", _missing(NO_DECODE)))
+        return _section("bbox-sizes", "Bounding-box sizes", _missing(NO_DECODE))
     table = sample.table
     sampled = (f"From a sample of {table.num_rows:,} of {sample.total_rows:,} label_stats rows (whole row groups spread "
                "over the table)." if sample.sampled else f"From all {table.num_rows:,} label_stats rows.")
-    label_list = table.column("labels").to_pylist()
-    order = [r.labels for r in labels[:MAX_CHART_LABELS]]
+    order = [r.labels for r in labels if r.masks_present]
     colours = {r.labels: r.colours[0] for r in labels}
-    fractions = group_by_label(label_list, table.column("pixel_fraction").to_numpy(zero_copy_only=False).astype(float))
-    boxes = distributions(fractions, colours, order)
-    pixel_body = svg_box_plots(boxes, chart_id="pixel-fraction") if boxes else _missing("No label_stats rows.")
-    pixel = _section("pixel-fractions", "Pixel fraction per label", pixel_body,
-                     "Share of the mask's pixels in the label's colour, per mask: whiskers at min and max, box from the "
-                     "25th to the 75th percentile, line at the median. " + sampled)
-
     present = pc.is_valid(table.column("bbox_x0"))
     boxed = table.filter(present)
     widths = (pc.subtract(boxed.column("bbox_x1"), boxed.column("bbox_x0"))).to_numpy(zero_copy_only=False).astype(float)
     heights = (pc.subtract(boxed.column("bbox_y1"), boxed.column("bbox_y0"))).to_numpy(zero_copy_only=False).astype(float)
     if widths.size == 0:
-        return pixel, _section("bbox-sizes", "Bounding-box sizes", _missing("No label colour had any pixels, so there are no boxes."))
+        return _section("bbox-sizes", "Bounding-box sizes", _missing("No label colour had any pixels, so there are no boxes."))
     boxed_labels = boxed.column("labels").to_pylist()
     by_w, by_h = group_by_label(boxed_labels, widths), group_by_label(boxed_labels, heights)
     rows = [(h("{}{}", _swatch(colours.get(k, (128, 128, 128))), label_name(k)), f"{by_w[k].size:,}",
@@ -148,9 +209,11 @@ def _distribution_sections(labels: list[LabelRow] | None, sample: SampledTable |
              f"{by_w[k].max():,.0f} × {by_h[k].max():,.0f}") for k in order if k in by_w]
     charts = h('<div class="row">{}{}</div>', svg_histogram(widths, chart_id="bbox-width", title="bbox width"),
                svg_histogram(heights, chart_id="bbox-height", title="bbox height"))
-    body = charts + _table(["label", "masks with pixels", "median w × h", "5th pct w × h", "max w × h"], rows, "compact")
-    return pixel, _section("bbox-sizes", "Bounding-box sizes", Markup(body),
-                            "Bounding box of each label's pixels in each mask, in pixels. " + sampled)
+    scroll = " scroll" if len(rows) > 25 else ""
+    body = charts + h('<div class="classes{}">{}</div>', scroll,
+                      _table(["class", "masks with pixels", "median w × h", "5th pct w × h", "max w × h"], rows, "compact"))
+    return _section("bbox-sizes", "Bounding-box sizes", Markup(body),
+                    "Bounding box of each class's pixels in each mask where it is present, in pixels; classes in the order above. " + sampled)
 
 
 def _swatch(rgb: Sequence[int]) -> Markup:
@@ -253,6 +316,12 @@ svg .title{font-size:12px;font-weight:600;fill:#1d2330}svg .bar{stroke:#0003;str
 svg .axis{stroke:#9aa1ad}svg .whisker{stroke:#555;stroke-width:1.2}svg .iqr{stroke:#333;stroke-width:.8}svg .median{stroke:#000;stroke-width:2}
 .swatch{display:inline-block;width:14px;height:14px;border:1px solid #0004;border-radius:2px;margin-right:6px;vertical-align:-2px}
 .preview{display:flex;gap:20px;align-items:flex-start}.preview img{image-rendering:pixelated;border:1px solid #ccd}
+.classes.scroll{max-height:640px;overflow-y:auto;border:1px solid #eceef2;border-radius:4px}
+table.classes{width:100%}table.classes th{position:sticky;top:0;background:#fff;z-index:1;vertical-align:bottom;box-shadow:0 1px 0 #dde1e7}
+table.classes td{padding:2px 8px;vertical-align:middle}table.classes th.axis{text-align:center;font-weight:400;font-size:12px}table.classes td.name{overflow-wrap:anywhere;min-width:110px}
+.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+svg.cell,svg.axis-cell{display:block;overflow:visible}svg .track{fill:#f0f2f5}
+h3{font-size:14px;margin:12px 0 4px}ul.never{columns:3 240px;margin:0;padding:0;list-style:none}ul.never li{break-inside:avoid;margin:0 0 3px}
 .legend{list-style:none;margin:0;padding:0}.legend li{margin:2px 0}.undeclared{font-style:italic;color:#7a5200}
 """
 
@@ -270,7 +339,7 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
         _headline(summary),
         _drift_section(drift if drift is not None else summary.get("drift")),
         _findings_section(folder),
-        _label_sections(labels, sample),
+        _label_sections(labels, sample, int((summary.get("masks") or {}).get("decoded") or 0)),
         _worst_section(folder),
         _preview_section(folder, storage_options),
         _run_section(summary),

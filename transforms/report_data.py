@@ -204,9 +204,11 @@ class FindingExamples:
 
 def finding_examples(folder: OutputFolder, counts: Mapping[str, int], per_code: int = EXAMPLES_PER_CODE,
                      max_rows: int = MAX_ISSUE_ROWS_SCANNED) -> FindingExamples:
-    """Up to ``per_code`` issues rows per code, reading issues only until every code has its examples."""
+    """Up to ``per_code`` issues rows per code, each at a different shard:line, reading issues only until every code
+    has its examples (a code with fewer distinct places than its count keeps scanning to the row limit)."""
     wanted = {code: min(per_code, n) for code, n in counts.items()}
     found: dict[str, list[Example]] = defaultdict(list)
+    seen: dict[str, set[tuple[str | None, int | None]]] = defaultdict(set)
     scanned = 0
     columns = ["shard", "line", "frame_id", "code", "message"]
 
@@ -222,18 +224,23 @@ def finding_examples(folder: OutputFolder, counts: Mapping[str, int], per_code: 
             codes = batch.column("code").to_pylist()
             for i, code in enumerate(codes):
                 if len(found[code]) < wanted.get(code, per_code):
-                    found[code].append(Example(batch.column("shard")[i].as_py(), batch.column("line")[i].as_py(),
-                                               batch.column("frame_id")[i].as_py(), batch.column("message")[i].as_py()))
+                    shard, line = batch.column("shard")[i].as_py(), batch.column("line")[i].as_py()
+                    if shard is not None and (shard, line) in seen[code]:
+                        continue  # one example per place: a frame with ten absent colours is one place to look
+                    seen[code].add((shard, line))
+                    found[code].append(Example(shard, line, batch.column("frame_id")[i].as_py(), batch.column("message")[i].as_py()))
     return FindingExamples(dict(found), scanned, True)
 
 
 class LabelRow(NamedTuple):
     labels: tuple[str, ...]
     colours: list[tuple[int, int, int]]
-    frames: int
+    frames: int  # frames where present
     masks_present: int
-    pixel_fraction_p50: float | None
+    pixel_fraction_p50: float | None  # over all decoded masks (0 where absent)
     pixel_fraction_p95: float | None
+    masks_declared: int = 0
+    total_pixels: int = 0
 
 
 def label_rows(folder: OutputFolder) -> list[LabelRow] | None:
@@ -241,21 +248,23 @@ def label_rows(folder: OutputFolder) -> list[LabelRow] | None:
     files = folder.files("label_summary")
     if not files:
         return None
-    table = read_whole(folder, files, ["labels", "rgb", "frames_present", "masks_present", "total_pixels",
+    table = read_whole(folder, files, ["labels", "rgb", "frames_present", "masks_present", "masks_declared", "total_pixels",
                                        "pixel_fraction_p50", "pixel_fraction_p95"])
     merged: dict[tuple[str, ...], dict[str, Any]] = {}
     for row in table.to_pylist():
         key = tuple(row["labels"] or ())
-        m = merged.setdefault(key, {"colours": [], "frames": 0, "present": 0, "pixels": 0, "p50": row["pixel_fraction_p50"],
-                                    "p95": row["pixel_fraction_p95"], "top": -1})
+        m = merged.setdefault(key, {"colours": [], "frames": 0, "present": 0, "declared": 0, "pixels": 0,
+                                    "p50": row["pixel_fraction_p50"], "p95": row["pixel_fraction_p95"], "top": -1})
         m["colours"].append(tuple(row["rgb"]))
         m["frames"] += row["frames_present"]
         m["present"] += row["masks_present"]
+        m["declared"] += row["masks_declared"]
         m["pixels"] += row["total_pixels"]
         if row["masks_present"] > m["top"]:  # quantiles of the label's most present colour
             m["top"], m["p50"], m["p95"] = row["masks_present"], row["pixel_fraction_p50"], row["pixel_fraction_p95"]
-    rows = [(LabelRow(k, m["colours"], m["frames"], m["present"], m["p50"], m["p95"]), m["pixels"]) for k, m in merged.items()]
-    return [r for r, _ in sorted(rows, key=lambda rp: (-rp[0].masks_present, -rp[0].frames, -rp[1], rp[0].labels))]
+    rows = [LabelRow(k, m["colours"], m["frames"], m["present"], m["p50"], m["p95"], m["declared"], m["pixels"])
+            for k, m in merged.items()]
+    return sorted(rows, key=lambda r: (-r.masks_present, -r.frames, -r.total_pixels, r.labels))
 
 
 def label_stats_sample(folder: OutputFolder) -> SampledTable | None:

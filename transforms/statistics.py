@@ -1,22 +1,17 @@
-"""Per-colour statistics and cropped binary masks from a packed mask (uint32 ``r<<16 | g<<8 | b``).
+"""Per-colour statistics, COCO RLE and 1-bit PNG crops of a mask, from one labelling pass (transforms/kernel.py).
 
-Cost model (NOTES.md, bench/decode_bench.py): one ``==`` per declared colour over the packed
-image, then uint16 row and column sums of that boolean image. Count, bbox and centroid all follow
-from the two projections. Undeclared colours are counted with ``np.unique`` only over the rows
-that hold undeclared pixels (the row sums tell which), never over the whole mask.
-
-API for a caller that wants stats *and* crops of one mask: call ``analyse_mask(..., rle=True,
-png=True)`` once. Exact RLE crops of all colours come from one row-major pass that finds where
-the colour changes down each column (COCO runs go down columns; copying each crop to Fortran
-order for pycocotools cost more than the statistics). PNG crops are encoded while that colour's
-boolean image is still alive, so at most one full boolean image exists at a time (keeping one
-per colour would cost n_colours x height x width bytes). ``mask_statistics``, ``crop_rle`` and
-``crop_png`` are the one-off forms; the crop functions only look inside the bbox.
+``analyse_mask`` takes either a packed mask ((h, w) uint32 ``r<<16 | g<<8 | b``, as decoding.decode_mask_bytes
+and the video decoder give) or a ``decoding.MaskPixels`` (decoding.open_mask: a PNG's inflated scanlines,
+defiltered and classified in the same pass). One numba pass labels every pixel (the label image,
+``MaskAnalysis.labels``) and sums count, bbox and centroid per label; its cost does not depend on how many
+colours are declared. Crops come from the label image: COCO RLE of every present colour from one
+column-major pass (byte-identical to pycocotools), 1-bit PNGs from each colour's bbox slice.
 
 Tolerance N > 0: every pixel goes to the nearest declared colour by Chebyshev distance (largest
 per-channel difference), ties to the first declared, if that distance is <= N. Exact matches
-have distance 0, so they always win. Only pixels that match no colour exactly are measured, so
-the cost scales with the number of non-exact pixels, not with the image.
+have distance 0, so they always win. The search runs once per distinct undeclared colour.
+
+``mask_statistics``, ``crop_rle``, ``crop_png`` and ``nearest_colour`` are the one-off forms.
 """
 from __future__ import annotations
 
@@ -25,8 +20,14 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pycocotools import mask as coco_mask
+
+if TYPE_CHECKING:
+    from transforms import kernel
+    from transforms.decoding import MaskPixels
 
 RGB = tuple[int, int, int]
 BBox = tuple[int, int, int, int]
@@ -52,11 +53,14 @@ class MaskStats:
 
 @dataclass(frozen=True)
 class MaskAnalysis:
-    """Stats plus, when asked for, one crop per declared colour (None where the colour is absent)."""
+    """Stats, the label image, and when asked for one crop per declared colour (None where the colour is absent)."""
 
     stats: MaskStats
     crops_rle: list[str | None] | None  # COCO compressed RLE counts of each colour's bbox crop
     crops_png: list[bytes | None] | None  # 1-bit PNG of the same crop
+    # (h, w) label image: uint8 when fewer than 255 colours are declared, else uint16; value i is declared
+    # colour i (tolerance matches included), the dtype's maximum is a colour nobody declared.
+    labels: np.ndarray | None = None
 
 
 def pack_rgb(rgb: Sequence[int]) -> int:
@@ -78,89 +82,106 @@ def mask_statistics(packed: np.ndarray, colours: Sequence[RGB], tolerance: int =
 
 
 def analyse_mask(
-    packed: np.ndarray,
+    mask: "np.ndarray | MaskPixels",
     colours: Sequence[RGB],
     tolerance: int = 0,
     *,
     rle: bool = False,
     png: bool = False,
 ) -> MaskAnalysis:
-    """Stats of every colour, and its RLE / PNG crop when asked, in one pass over the colours."""
-    _check_packed(packed)
+    """Stats of every colour, the label image, and each present colour's RLE / PNG crop when asked.
+
+    mask: a packed (h, w) uint32 array, or a decoding.MaskPixels (then a PNG whose pixel data turns out
+    damaged raises decoding.MaskDecodeError, as decoding it would have).
+    """
+    from transforms import kernel  # here, not at the top: importing numba costs ~0.7 s, and convert never decodes
+
     codes = _colour_codes(colours)
     tolerance = _check_tolerance(tolerance)
-    height, width = packed.shape
+    declared_rgb = np.array([unpack_rgb(code) for code in codes], dtype=np.int64).reshape(-1, 3)
+    if isinstance(mask, np.ndarray):
+        _check_packed(mask)
+        result = kernel.classify_packed(mask, declared_rgb, tolerance)
+    else:
+        result = mask.classify(declared_rgb, tolerance)
+    return _analysis(result, colours, codes, rle, png)
+
+
+def analyse_mask_bytes(
+    data: bytes,
+    colours: Sequence[RGB],
+    tolerance: int = 0,
+    *,
+    rle: bool = False,
+    png: bool = False,
+    max_pixels: int = 100_000_000,
+    deadline=None,
+) -> tuple["MaskPixels", MaskAnalysis]:
+    """Decode and analyse mask bytes in one go (PNG: the fused inflate + defilter + classify pass).
+
+    Raises decoding.MaskDecodeError for bad bytes. Returns the decoded mask too (its size and mode;
+    analyse_mask(it, other_colours) reuses its pixels for another colour table).
+    """
+    from transforms.decoding import open_mask
+
+    pixels = open_mask(data, max_pixels=max_pixels, deadline=deadline)
+    return pixels, analyse_mask(pixels, colours, tolerance, rle=rle, png=png)
+
+
+def _analysis(result: "kernel.LabelPass", colours: Sequence[RGB], codes: list[int], rle: bool, png: bool) -> MaskAnalysis:
+    from transforms import kernel
+
     n = len(codes)
-    row_counts = np.zeros((n, height), dtype=np.int64)
-    col_counts = np.zeros((n, width), dtype=np.int64)
-    crops_rle: list[str | None] | None = [None] * n if rle else None
-    crops_png: list[bytes | None] | None = [None] * n if png else None
-
-    # The narrowest accumulator that cannot overflow: uint16 sums run ~1.6x faster than int32.
-    row_sum_type = _count_dtype(width)
-    col_sum_type = _count_dtype(height)
-    for index, code in enumerate(codes):
-        equal = packed == code
-        rows = equal.view(np.uint8).sum(axis=1, dtype=row_sum_type)
-        nonzero_rows = np.flatnonzero(rows)
-        if nonzero_rows.size == 0:
-            continue
-        row_counts[index] = rows
-        y0, y1 = int(nonzero_rows[0]), int(nonzero_rows[-1]) + 1
-        col_counts[index] = equal[y0:y1].view(np.uint8).sum(axis=0, dtype=col_sum_type)
-        if tolerance == 0 and png:  # encode now, while `equal` exists (see module doc)
-            x0, x1 = _span(col_counts[index])
-            crops_png[index] = _png_1bit(equal[y0:y1, x0:x1])
-
+    acc = result.acc
+    keys, table_labels, counts = result.keys, result.table_labels, result.counts
+    met = keys != kernel.EMPTY
+    # Pixels matched through the tolerance: table entries resolved to a declared colour, other than its own key.
+    codes_array = np.array(codes, dtype=np.uint32)
+    by_tolerance = met & (table_labels < n) & ~np.isin(keys, codes_array)
     tolerance_counts = np.zeros(n, dtype=np.int64)
-    undeclared_values = np.empty(0, dtype=np.uint32)
-    rows_with_leftovers = np.flatnonzero(row_counts.sum(axis=0) < width)
-    if rows_with_leftovers.size:
-        block = packed[rows_with_leftovers]
-        leftover = np.ones(block.shape, dtype=bool)
-        for code in codes:
-            leftover &= block != code
-        block_rows, cols = np.nonzero(leftover)
-        values = block[block_rows, cols]
-        rows = rows_with_leftovers[block_rows]
-        if tolerance:
-            nearest = nearest_colour(values, codes, tolerance)
-            for index in range(n):
-                hits = nearest == index
-                if hits.any():
-                    tolerance_counts[index] = int(hits.sum())
-                    row_counts[index] += np.bincount(rows[hits], minlength=height)
-                    col_counts[index] += np.bincount(cols[hits], minlength=width)
-            values = values[nearest < 0]
-        undeclared_values = values
+    np.add.at(tolerance_counts, table_labels[by_tolerance], counts[by_tolerance])
+    colour_stats = []
+    for i, rgb in enumerate(colours):
+        rgb_tuple = tuple(int(channel) for channel in rgb)
+        count = int(acc[i, 0])
+        if count == 0:
+            colour_stats.append(ColourStats(rgb_tuple, 0, None, None, 0))
+            continue
+        x0, y0, x1, y1 = (int(v) for v in acc[i, 3:7])
+        # Integer sums are exact; one division gives the same float as mean() of the coordinates.
+        centroid = (int(acc[i, 1]) / count, int(acc[i, 2]) / count)
+        colour_stats.append(ColourStats(rgb_tuple, count, (x0, y0, x1 + 1, y1 + 1), centroid, int(tolerance_counts[i])))
 
-    colour_stats = [
-        _colour_stats(colours[i], row_counts[i], col_counts[i], int(tolerance_counts[i])) for i in range(n)
-    ]
-    if tolerance == 0 and crops_rle is not None and any(stats.bbox for stats in colour_stats):
-        changes = _vertical_changes(packed)
-        for index, stats in enumerate(colour_stats):
-            if stats.bbox is not None:
-                crops_rle[index] = _rle_counts_from_changes(packed, changes, codes[index], stats.bbox)
-    if tolerance and (rle or png):  # tolerance crops need every colour's assignment first
-        for index, stats in enumerate(colour_stats):
-            if stats.bbox is None:
-                continue
-            crop = _binary_crop(packed, codes, index, stats.bbox, tolerance)
-            if crops_rle is not None:
-                crops_rle[index] = _rle_counts(crop)
-            if crops_png is not None:
-                crops_png[index] = _png_1bit(crop)
-
-    unique_values, unique_counts = np.unique(undeclared_values, return_counts=True)
-    order = np.lexsort((unique_values, -unique_counts))[:TOP_UNDECLARED]
+    undeclared = met & (table_labels == kernel.undeclared_label(n))
+    values, value_counts = keys[undeclared], counts[undeclared]
+    order = np.lexsort((values, -value_counts))[:TOP_UNDECLARED]
     stats = MaskStats(
         colours=colour_stats,
-        undeclared_pixels=int(undeclared_values.size),
-        n_undeclared_colours=int(unique_values.size),
-        top_undeclared=[(unpack_rgb(unique_values[i]), int(unique_counts[i])) for i in order],
+        undeclared_pixels=int(acc[n, 0]),
+        n_undeclared_colours=int(values.size),
+        top_undeclared=[(unpack_rgb(values[i]), int(value_counts[i])) for i in order],
     )
-    return MaskAnalysis(stats, crops_rle, crops_png)
+
+    crops_rle: list[str | None] | None = None
+    crops_png: list[bytes | None] | None = None
+    labels = result.labels
+    if rle:
+        bboxes = np.zeros((n, 4), dtype=np.int64)
+        for i, c in enumerate(colour_stats):
+            if c.bbox is not None:
+                bboxes[i] = c.bbox
+        chars, offsets = kernel.rle_strings(labels, bboxes)
+        if offsets[-1] == 0 and bboxes.any():
+            raise AssertionError("rle_strings refused the bboxes of its own pass")
+        text = chars[: offsets[-1]].tobytes().decode("ascii")
+        crops_rle = [text[offsets[i] : offsets[i + 1]] if c.bbox else None for i, c in enumerate(colour_stats)]
+    if png:
+        crops_png = [None] * n
+        for i, c in enumerate(colour_stats):
+            if c.bbox is not None:
+                x0, y0, x1, y1 = c.bbox
+                crops_png[i] = _png_1bit(labels[y0:y1, x0:x1] == i)
+    return MaskAnalysis(stats, crops_rle, crops_png, labels)
 
 
 def nearest_colour(values: np.ndarray, codes: Sequence[int], tolerance: int) -> np.ndarray:
@@ -245,52 +266,6 @@ def _rle_counts(crop: np.ndarray) -> str:
     return coco_mask.encode(fortran)["counts"].decode("ascii")
 
 
-_POSITION_BITS = 39  # a 24-bit colour above 39 bits of position fits one uint64 sort key
-
-
-def _vertical_changes(packed: np.ndarray) -> np.ndarray:
-    """Where each colour's binary mask flips going down a column, for every colour at once.
-
-    COCO RLE runs go down columns. Transposing the mask (or each crop, as np.asfortranarray does)
-    is a cache-hostile copy that cost more than the statistics; comparing each row with the one
-    above is one cache-friendly pass. Each change is a flip for the colour above and the colour
-    below it, so it is listed under both, as a sorted key ``colour << 39 | x * height + y``: a
-    colour's flips are then one slice, already in column-major order.
-    """
-    height, width = packed.shape
-    if packed.size >= 1 << _POSITION_BITS:
-        raise ValueError(f"a {width}x{height} mask is too large for COCO RLE crops")
-    rows, cols = np.divmod(np.flatnonzero(packed[1:] != packed[:-1]) + width, width)
-    positions = (cols * height + rows).astype(np.uint64)
-    colours = np.concatenate((packed[rows - 1, cols], packed[rows, cols])).astype(np.uint64)
-    keys = (colours << np.uint64(_POSITION_BITS)) | np.concatenate((positions, positions))
-    keys.sort()
-    return keys
-
-
-def _rle_counts_from_changes(packed: np.ndarray, changes: np.ndarray, code: int, bbox: BBox) -> str:
-    """The same string as _rle_counts(packed[y0:y1, x0:x1] == code), from _vertical_changes(packed)."""
-    x0, y0, x1, y1 = bbox
-    height, width = y1 - y0, x1 - x0
-    # Inside the crop, code's binary mask flips where code meets another colour vertically
-    # (a flip at the crop's top row y0 is with the row above the crop: not in the crop)...
-    first, last = np.searchsorted(changes, np.array([code, code + 1], dtype=np.uint64) << np.uint64(_POSITION_BITS))
-    position_mask = np.uint64((1 << _POSITION_BITS) - 1)
-    cols, rows = np.divmod((changes[first:last] & position_mask).astype(np.int64), packed.shape[0])
-    inside = (rows > y0) & (rows < y1)
-    starts_inside_columns = (cols[inside] - x0) * height + (rows[inside] - y0)
-    # ...and, in column-major order, where a column's top differs from the previous column's bottom.
-    column_tops = np.flatnonzero((packed[y0, x0 + 1 : x1] == code) != (packed[y1 - 1, x0 : x1 - 1] == code)) + 1
-    starts = np.concatenate((starts_inside_columns, column_tops * height))
-    starts.sort()
-    counts = np.diff(starts, prepend=0, append=height * width)
-    if packed[y0, x0] == code:  # COCO counts always begin with a run of zeros, here an empty one
-        counts = np.concatenate(([0], counts))
-    # pycocotools compresses an uncompressed RLE in C: the same string mask.encode returns.
-    uncompressed = {"counts": counts.tolist(), "size": [height, width]}
-    return coco_mask.frPyObjects(uncompressed, height, width)["counts"].decode("ascii")
-
-
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
@@ -308,29 +283,6 @@ def _png_1bit(crop: np.ndarray) -> bytes:
         + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 1))
         + _png_chunk(b"IEND", b"")
     )
-
-
-def _colour_stats(rgb: Sequence[int], rows: np.ndarray, cols: np.ndarray, tolerance_pixels: int) -> ColourStats:
-    rgb_tuple = tuple(int(channel) for channel in rgb)
-    count = int(rows.sum())
-    if count == 0:
-        return ColourStats(rgb_tuple, 0, None, None, 0)
-    x0, x1 = _span(cols)
-    y0, y1 = _span(rows)
-    # Integer sums are exact; one division gives the same float as mean() of the coordinates.
-    centroid_x = int(np.dot(cols, np.arange(cols.size, dtype=np.int64))) / count
-    centroid_y = int(np.dot(rows, np.arange(rows.size, dtype=np.int64))) / count
-    return ColourStats(rgb_tuple, count, (x0, y0, x1, y1), (centroid_x, centroid_y), tolerance_pixels)
-
-
-def _count_dtype(n_terms: int) -> type:
-    """An integer type that holds a sum of n_terms zeros and ones."""
-    return np.uint16 if n_terms <= np.iinfo(np.uint16).max else np.int64
-
-
-def _span(projection: np.ndarray) -> tuple[int, int]:
-    nonzero = np.flatnonzero(projection)
-    return int(nonzero[0]), int(nonzero[-1]) + 1
 
 
 def _colour_codes(colours: Sequence[RGB]) -> list[int]:
