@@ -8,7 +8,7 @@ import apache_beam as beam
 from pipelines.options import JobOptions, spread_buckets
 from transforms.joining import MaskLabels
 from transforms.reading import ReadLimits
-from transforms.schema import CORE_TABLES, DECODE_TABLES
+from transforms.schema import CORE_TABLES, DECODE_TABLES, HISTORY_TABLES, SLICE_TABLES
 from transforms.steps import JoinMasks, JoinOptions, ReadFrames, TableBranches, Validate, WriteTables
 from transforms.writing import RunInfo, now_iso
 
@@ -25,20 +25,24 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         p
         | "ReadFrames" >> ReadFrames(job.inputs, limits, so, spread_buckets(p.options))
         | "Validate" >> Validate(job.max_json_depth)
-        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame))
+        | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame,
+                                                slice_by=tuple(job.slice_by) if job.decode else ()))
     )
     branches, tables = TableBranches(joined), CORE_TABLES
     if job.decode:
         # Imported here: a convert job never loads the decoders.
+        from transforms.history import CompareLabels
         from transforms.masks import DecodeMasks, DecodeOptions
-        from transforms.summary import CompareLabels
 
         decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels)
-        compared = decoded.label_items | "CompareLabels" >> CompareLabels(job.baseline, so, job.max_drift)
-        branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"])
-        tables = CORE_TABLES + DECODE_TABLES
+        slice_items = decoded.slice_items if decoded.slice_items is not None else p | "NoSlices" >> beam.Create([])
+        compared = ((decoded.label_items, decoded.label_hists, slice_items)
+                    | "CompareLabels" >> CompareLabels(job.baseline, job.output, so, job.drift_thresholds()))
+        branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"], compared["history"])
+        tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
-    branches | "WriteTables" >> WriteTables(job.output, run_id, tables, info, so, bundle_outputs=keeps_bundle_outputs(p))
+    branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history,
+                                            bundle_outputs=keeps_bundle_outputs(p))
 
 
 def keeps_bundle_outputs(p: beam.Pipeline) -> bool:

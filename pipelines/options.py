@@ -57,8 +57,10 @@ class JobOptions:
     max_errors: int = 0
     fail_on: str = "error"
     max_error_rate: float | None = None
-    baseline: str | None = None
-    max_drift: float | None = None
+    baseline: str | None = None  # "previous" or an earlier run's output folder
+    max_drift: tuple[tuple[str, float], ...] = ()  # (metric, threshold) pairs: linf, js, psi, label_js
+    keep_history: int = 30
+    slice_by: tuple[str, ...] = ()
     quiet: bool = False
 
     def parameters(self) -> dict[str, Any]:
@@ -67,7 +69,13 @@ class JobOptions:
         d.pop("storage_options")
         d["inputs"] = list(self.inputs)
         d["allow_uri_prefixes"] = list(self.allow_uri_prefixes)
+        d["max_drift"] = self.drift_thresholds()
+        d["slice_by"] = list(self.slice_by)
         return d
+
+    def drift_thresholds(self) -> dict[str, float]:
+        """--max-drift as {metric: threshold}; a metric given twice keeps the last value."""
+        return dict(self.max_drift)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -85,6 +93,8 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--max-json-depth", type=_json_depth, default=64, metavar="N",
                         help="Deepest nesting of a record (default 64; the record is level 1); deeper records become json_too_deep findings.")
     parser.add_argument("--quiet", action="store_true", help="No summary table on the terminal.")
+    parser.add_argument("--keep-history", type=_positive_int, default=30, metavar="N",
+                        help="Keep the last N runs (this one included) in OUTPUT's history and history_runs tables (default 30).")
     if command in ("run", "validate"):
         parser.add_argument("--max-mask-pixels", type=_positive_int, default=100_000_000, metavar="N",
                             help="Refuse masks with more pixels, before decoding (default 100 megapixels).")
@@ -100,10 +110,19 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             help="Only read mask URIs under this prefix (repeatable).")
         parser.add_argument("--min-label-frames", type=_positive_int, default=5, metavar="N",
                             help="Warn about labels seen in fewer frames (default 5).")
-        parser.add_argument("--baseline", metavar="DIR",
-                            help="An earlier run's output: report labels that appeared, vanished or changed colour, and label-distribution drift.")
-        parser.add_argument("--max-drift", type=_fraction, metavar="FRACTION",
-                            help="With --baseline: an error finding when the L-infinity distance between label frequency distributions exceeds it.")
+        parser.add_argument("--baseline", metavar="previous|DIR",
+                            help="Compare labels with `previous` (the previous complete run into the same --output, from its "
+                                 "history) or an earlier run's output folder: drift values in summary.json, labels that "
+                                 "appeared, vanished or changed colour.")
+        parser.add_argument("--max-drift", dest="max_drift", type=_drift_threshold, action="append", default=[],
+                            metavar="[METRIC=]VALUE",
+                            help="With --baseline: an error finding (fails validate) when a drift value exceeds VALUE. METRIC is "
+                                 "linf (the default: L-infinity distance of the label distributions, 0..1), js (their "
+                                 "Jensen-Shannon divergence in bits, 0..1), psi (population stability index, >= 0) or label_js "
+                                 "(the largest JS divergence of one label's pixel-fraction histograms, 0..1). Repeatable.")
+        parser.add_argument("--slice-by", dest="slice_by", type=_slice_key, action="append", default=[], metavar="KEY",
+                            help="Also summarise labels per slice: source_id, context_id or meta.<path> (the frame's meta); "
+                                 "writes label_summary_by_slice and per-slice drift. Repeatable.")
     if command == "validate":
         parser.add_argument("--max-errors", type=_non_negative_int, default=0, metavar="N",
                             help="Pass with up to N failing findings (default 0).")
@@ -137,7 +156,9 @@ def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
         fail_on=getattr(args, "fail_on", "error"),
         max_error_rate=getattr(args, "max_error_rate", None),
         baseline=getattr(args, "baseline", None),
-        max_drift=getattr(args, "max_drift", None),
+        max_drift=tuple(getattr(args, "max_drift", None) or ()),
+        keep_history=args.keep_history,
+        slice_by=tuple(dict.fromkeys(getattr(args, "slice_by", None) or ())),
         quiet=args.quiet,
     )
 
@@ -290,6 +311,24 @@ def _fraction(text: str) -> float:
     if not 0.0 <= v <= 1.0:
         raise argparse.ArgumentTypeError("must be a fraction in 0..1")
     return v
+
+
+def _drift_threshold(text: str) -> tuple[str, float]:
+    from transforms.drift import parse_threshold
+
+    try:
+        return parse_threshold(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _slice_key(text: str) -> str:
+    from transforms.slices import parse_slice_key
+
+    try:
+        return parse_slice_key(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _byte(text: str) -> int:

@@ -51,15 +51,20 @@ def check_inputs(job: JobOptions) -> InputSize:
 
 def check_baseline(job: JobOptions) -> None:
     if not job.baseline:
-        if job.max_drift is not None:
-            raise InputError("--max-drift needs --baseline (an earlier run's output folder)")
+        if job.max_drift:
+            raise InputError("--max-drift needs --baseline (`previous`, or an earlier run's output folder)")
+        if job.slice_by and not job.decode:
+            raise InputError("--slice-by summarises labels per slice, which needs mask decoding: drop --no-decode")
         return
     if not job.decode:
         raise InputError("--baseline compares label statistics, which need mask decoding: drop --no-decode")
-    from transforms.drift import DriftInputError, read_label_counts
+    from transforms.drift import DriftInputError
+    from transforms.history import PREVIOUS, read_baseline
 
+    if job.baseline == PREVIOUS:
+        return  # read when the run compares; a first run has no previous one and is compared with nothing
     try:
-        read_label_counts(job.baseline, job.storage_options)
+        read_baseline(job.baseline, job.output, job.storage_options)
     except (DriftInputError, OSError) as e:
         raise InputError(f"--baseline: {redact_uri(str(e))}") from None
 
@@ -138,9 +143,13 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
         lines.append(f"  masks: {masks['decoded']:,} decoded of {masks['referenced']:,} referenced{rate}")
     drift = summary.get("drift")
     if drift:
-        d = drift["distribution"]
-        lines.append(f"  drift vs {drift['baseline']}: L-inf {d['distance']:.4f}, {len(drift['labels_appeared'])} label(s) appeared, "
-                     f"{len(drift['labels_vanished'])} vanished, {len(drift['colour_changed'])} changed colour")
+        d = drift["label_distribution"]
+        label_js = f", label JS {drift['label_js']:.4f}" if drift.get("label_js") is not None else ""
+        lines.append(f"  drift vs {drift['baseline']}: L-inf {d['linf']:.4f}, JS {d['js']:.4f}, PSI {d['psi']:.4f}{label_js}; "
+                     f"{len(drift['labels_appeared'])} label(s) appeared, {len(drift['labels_vanished'])} vanished, "
+                     f"{len(drift['colour_changed'])} changed colour")
+    elif job.baseline:
+        lines.append("  drift: no earlier run with labels in this output yet, nothing to compare with")
     tables = summary.get("tables", {})
     lines.append("  tables: " + ", ".join(f"{t}={n:,}" for t, n in tables.items()) + f"  -> {redact_uri(job.output)}")
     lines.append(verdict_line(summary))

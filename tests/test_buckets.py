@@ -23,7 +23,11 @@ from tests.servers import (  # noqa: F401 - fixtures
     s3_through_proxy,
 )
 from transforms.sample import write_sample
-from transforms.schema import TABLES
+from transforms.schema import HISTORY_TABLES, SLICE_TABLES, TABLES
+
+# Tables a plain `run` writes whose rows do not depend on when it ran (history rows carry run ids and times:
+# tests/test_history.py compares them between local disk and buckets).
+RUN_TABLES = [t for t in TABLES if t not in HISTORY_TABLES + SLICE_TABLES]
 from transforms.writing import SUCCESS_MARKER, SUMMARY_FILE
 
 BUCKET = "framebeam-data"
@@ -52,7 +56,7 @@ def normalise(value: Any, roots: tuple[str, ...]) -> Any:
 def read_tables(output: Path, roots: tuple[str, ...]) -> dict[str, list[str]]:
     """Every table as sorted, normalised rows (row order is not part of the contract)."""
     tables = {}
-    for name in TABLES:
+    for name in RUN_TABLES:
         rows = query(f"SELECT * FROM read_parquet('{output}/{name}/*.parquet')")
         tables[name] = sorted(repr(normalise(list(r), roots)) for r in rows)
     return tables
@@ -103,8 +107,8 @@ def published_run(fs, out: str) -> str:
     marker = json.loads(fs.cat(f"{out}/{SUCCESS_MARKER}"))
     run = f"{out}/{marker['run_folder']}" if marker.get("run_folder") else out
     names = {p.rsplit("/", 1)[-1] for p in fs.ls(run, detail=False)}
-    assert set(TABLES) | {SUMMARY_FILE, SUCCESS_MARKER} <= names, names
-    for table_name in TABLES:
+    assert set(RUN_TABLES) | set(HISTORY_TABLES) | {SUMMARY_FILE, SUCCESS_MARKER} <= names, names
+    for table_name in RUN_TABLES + list(HISTORY_TABLES):
         assert fs.glob(f"{run}/{table_name}/*.parquet"), f"{table_name} has no Parquet file in the bucket"
     return run
 

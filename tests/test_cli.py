@@ -130,7 +130,7 @@ def test_tables_command_prints_each_tables_glob(mixed_shards, tmp_path, capsys):
     capsys.readouterr()
     assert main(["tables", str(out)]) == 0
     globs = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
-    assert set(globs) == {"frames", "sources", "masks", "rois", "issues"}
+    assert set(globs) == {"frames", "sources", "masks", "rois", "issues", "history", "history_runs"}
     assert query(f"SELECT count(*) FROM read_parquet('{globs['frames']}')") == [(11,)]
     assert main(["tables", str(tmp_path / "nothing")]) == 2
 

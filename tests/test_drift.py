@@ -1,51 +1,210 @@
-"""Drift against a baseline: outputs with known label counts and colours, and the answers worked out by hand."""
+"""Drift between two runs: known answers worked out by hand, every metric against a plain-Python computation,
+thresholds and findings, and baselines read from outputs of every layout."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from transforms import findings
+from transforms import drift
 from transforms.drift import (
+    PSI_EPSILON,
     DriftInputError,
-    compare_runs,
+    LabelProfile,
+    check_thresholds,
+    compare_profiles,
     drift_findings,
-    frequency_distribution,
+    js_divergence,
+    label_distribution,
     linf_distance,
-    read_label_counts,
+    parse_threshold,
 )
+from transforms.findings import CODES
 from transforms.flattening import rows_to_table
+from transforms.history import read_baseline
+from transforms.schema import LABEL_STATS, LABEL_SUMMARY
 from transforms.writing import write_parquet
 
 CAR, ROAD, ROAD_RECOLOURED, TREE, PERSON = (0, 0, 142), (128, 64, 128), (128, 64, 64), (107, 142, 35), (220, 20, 60)
 
-DRIFT_CODES = {
-    "drift_label_appeared": findings.CodeInfo(findings.WARNING, "A label is in this run but not in the baseline."),
-    "drift_label_vanished": findings.CodeInfo(findings.WARNING, "A label was in the baseline but is not in this run."),
-    "drift_label_colour_changed": findings.CodeInfo(findings.WARNING, "A label's colours differ from the baseline's."),
-    "drift_distribution_exceeded": findings.CodeInfo(findings.ERROR, "The label distribution moved more than --max-drift."),
-}
+
+def profile(label: str, present: int, masks: int | None = None, colour=CAR, hist=None, **kw) -> LabelProfile:
+    return LabelProfile((label,), (colour,), frames=masks or present, masks=masks or present, masks_present=present,
+                        total_pixels=present * 100, fraction_hist=hist, **kw)
 
 
-@pytest.fixture
-def drift_codes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The drift codes, until they are registered in transforms/findings.py (registered ones are left alone)."""
-    for code, info in DRIFT_CODES.items():
-        if code not in findings.CODES:
-            monkeypatch.setitem(findings.CODES, code, info)
+def profiles(*items: LabelProfile) -> dict:
+    return {p.labels: p for p in items}
 
 
-def summary_row(labels: list[str], rgb: tuple[int, int, int], frames: int, declared: int | None = None) -> tuple:
-    """A label_summary row; only labels, rgb and frames_present matter for drift, the rest is plausible filler."""
-    declared = frames if declared is None else declared
-    return (labels, list(rgb), frames, frames, declared, declared, frames * 100, 0.1, 0.0, 0.2, 0.1, 0.2, 10.0, 10.0)
+# Baseline: 100 masks where present: car 50, road 40, tree 10. Current: road 60 (new colour), car 20, person 20.
+BASELINE = profiles(profile("car", 50, 60), profile("road", 40, colour=ROAD), profile("tree", 10, colour=TREE))
+CURRENT = profiles(profile("road", 60, colour=ROAD_RECOLOURED), profile("car", 20, 60), profile("person", 20, colour=PERSON))
+
+
+def plain_js(p: dict, q: dict) -> float:
+    """JS divergence in bits, written out the textbook way."""
+    total = 0.0
+    for k in set(p) | set(q):
+        a, b = p.get(k, 0.0), q.get(k, 0.0)
+        m = (a + b) / 2
+        if a:
+            total += 0.5 * a * math.log(a / m, 2)
+        if b:
+            total += 0.5 * b * math.log(b / m, 2)
+    return total
+
+
+def plain_psi(p: dict, q: dict, eps: float = PSI_EPSILON) -> float:
+    return sum((max(p.get(k, 0), eps) - max(q.get(k, 0), eps)) * math.log(max(p.get(k, 0), eps) / max(q.get(k, 0), eps))
+               for k in set(p) | set(q))
+
+
+def test_known_answer() -> None:
+    result = compare_profiles(CURRENT, BASELINE)
+    dist = result["label_distribution"]
+    p = {"road": 0.6, "car": 0.2, "person": 0.2}
+    q = {"car": 0.5, "road": 0.4, "tree": 0.1}
+    assert dist["linf"] == pytest.approx(0.3)
+    assert dist["largest_shift_labels"] == ["car"]
+    assert dist["js"] == pytest.approx(plain_js(p, q), abs=1e-12)
+    assert dist["psi"] == pytest.approx(plain_psi(p, q), abs=1e-12)
+    # By hand: PSI = 0.2 ln(1.5) + (-0.3) ln(0.4) + (0.2 - 1e-4) ln(0.2 / 1e-4) + (1e-4 - 0.1) ln(1e-4 / 0.1)
+    by_hand = 0.2 * math.log(1.5) - 0.3 * math.log(0.4) + (0.2 - 1e-4) * math.log(2000) + (1e-4 - 0.1) * math.log(1e-3)
+    assert dist["psi"] == pytest.approx(by_hand, abs=1e-12)
+    assert [x["labels"] for x in result["labels_appeared"]] == [["person"]]
+    assert [x["labels"] for x in result["labels_vanished"]] == [["tree"]]
+    assert result["colour_changed"] == [{"labels": ["road"], "baseline_colours": [list(ROAD)], "current_colours": [list(ROAD_RECOLOURED)]}]
+    shifts = {tuple(r["labels"]): r["share_change"] for r in result["per_label"]}
+    assert shifts == pytest.approx({("car",): -0.3, ("road",): 0.2, ("person",): 0.2, ("tree",): -0.1})
+    presence = {tuple(r["labels"]): r["presence_rate_change"] for r in result["per_label"]}
+    assert presence[("car",)] == pytest.approx(20 / 60 - 50 / 60)
+    assert presence[("person",)] is None and presence[("tree",)] is None  # no masks declaring it on one side
+    json.dumps(result)  # goes into summary.json as is
+
+
+def test_label_distribution_is_presence_based() -> None:
+    # A class table declared on every mask: 'declared' counts are equal, presence is what differs.
+    labels = profiles(profile("sky", 90, 100), profile("boat", 10, 100), profile("never", 0, 100))
+    assert label_distribution(labels.values()) == {("sky",): 0.9, ("boat",): 0.1}
+
+
+def test_per_label_histogram_js_and_shape_changes() -> None:
+    base = profiles(profile("car", 10, hist=(5, 5) + (0,) * 18, components_mean=2.0, holes_mean=0.5))
+    cur = profiles(profile("car", 10, hist=(0, 5, 5) + (0,) * 17, components_mean=3.5, holes_mean=None))
+    result = compare_profiles(cur, base)
+    row = result["per_label"][0]
+    # p = (0, .5, .5), q = (.5, .5, 0): m = (.25, .5, .25); JS = 0.5 (.5 log2 2) + 0.5 (.5 log2 2) = 0.5
+    assert row["fraction_js"] == pytest.approx(0.5)
+    assert result["label_js"] == pytest.approx(0.5) and result["label_js_labels"] == ["car"]
+    assert row["components_mean_change"] == pytest.approx(1.5)
+    assert row["holes_mean_change"] is None
+    assert result["shape_columns"] is True
+    unknown = compare_profiles(profiles(profile("car", 10)), base)
+    assert unknown["per_label"][0]["fraction_js"] is None and unknown["label_js"] is None
+
+
+def test_one_side_without_any_present_label() -> None:
+    empty = profiles(profile("car", 0, 10))
+    result = compare_profiles(empty, BASELINE)
+    assert result["label_distribution"]["js"] == 1.0
+    assert result["label_distribution"]["linf"] == pytest.approx(0.5)
+    both = compare_profiles(empty, empty)["label_distribution"]
+    assert (both["linf"], both["js"], both["psi"]) == (0.0, 0.0, 0.0)
+
+
+def test_same_labels_no_drift() -> None:
+    result = compare_profiles(BASELINE, BASELINE)
+    dist = result["label_distribution"]
+    assert dist["linf"] == 0.0 and dist["js"] == pytest.approx(0.0, abs=1e-15) and dist["psi"] == 0.0
+    result["breaches"] = check_thresholds(result, {"linf": 0.0, "js": 0.0, "psi": 0.0})
+    assert result["breaches"] == [] and drift_findings(result) == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0.2", ("linf", 0.2)), ("js=0.05", ("js", 0.05)), ("PSI=2.5", ("psi", 2.5)), ("label_js=1", ("label_js", 1.0)),
+])
+def test_parse_threshold(text: str, expected: tuple) -> None:
+    assert parse_threshold(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [("kl=0.1", "unknown drift metric"), ("js=2", "between 0 and 1"),
+                                           ("1.5", "between 0 and 1"), ("psi=-1", "between 0 and inf"), ("js=x", "not a number")])
+def test_parse_threshold_refuses(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_threshold(text)
+
+
+def test_breaches_become_error_findings_naming_value_threshold_and_labels() -> None:
+    result = compare_profiles(CURRENT, BASELINE)
+    result["breaches"] = check_thresholds(result, {"linf": 0.25, "js": 0.01, "psi": 100.0})
+    assert [b["metric"] for b in result["breaches"]] == ["linf", "js"]
+    rows = drift_findings(result, "gs://b/out")
+    by_code = {row[4]: row for row in rows}
+    assert set(by_code) == {"drift_label_appeared", "drift_label_vanished", "drift_label_colour_changed",
+                            "drift_distribution_exceeded", "drift_js_exceeded"}
+    for code, row in by_code.items():
+        assert code in CODES and row[3] == CODES[code].severity
+        assert row[:3] == (None, None, None)  # dataset-level
+    linf = by_code["drift_distribution_exceeded"]
+    assert linf[3] == "error" and "drift" in linf[4]
+    assert "0.3000" in linf[6] and "linf=0.25" in linf[6] and "['car'] 50.0% -> 20.0%" in linf[6]
+    js = by_code["drift_js_exceeded"][6]
+    assert f"{result['label_distribution']['js']:.4f}" in js and "js=0.01" in js and "['person']" in js
+
+
+def test_slice_breach_has_its_own_code() -> None:
+    result = compare_profiles(CURRENT, BASELINE)
+    result["breaches"] = check_thresholds(result, {"psi": 0.5})
+    rows = drift_findings(result, "b", "source_id=rear")
+    assert [r[4] for r in rows] == ["drift_slice_exceeded"]  # appeared/vanished are reported for the whole run only
+    assert "source_id=rear" in rows[0][6] and "psi=0.5" in rows[0][6]
+
+
+shares = st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 1000), max_size=6)
+
+
+@given(shares, shares)
+def test_metrics_against_plain_python(a: dict, b: dict) -> None:
+    cur = profiles(*(profile(k, n, max(n, 1)) for k, n in a.items()))
+    base = profiles(*(profile(k, n, max(n, 1)) for k, n in b.items()))
+    p, q = label_distribution(cur.values()), label_distribution(base.values())
+    dist = compare_profiles(cur, base)["label_distribution"]
+    assert 0.0 <= dist["js"] <= 1.0 and 0.0 <= dist["linf"] <= 1.0 and dist["psi"] >= 0.0
+    if p and q:
+        assert dist["js"] == pytest.approx(plain_js(p, q), abs=1e-9)
+        assert dist["linf"] == pytest.approx(max(abs(p.get(k, 0) - q.get(k, 0)) for k in set(p) | set(q)), abs=1e-12)
+        assert dist["psi"] == pytest.approx(plain_psi(p, q), abs=1e-9)
+        back = compare_profiles(base, cur)["label_distribution"]
+        assert back["js"] == pytest.approx(dist["js"], abs=1e-12) and back["psi"] == pytest.approx(dist["psi"], abs=1e-12)
+    assert compare_profiles(cur, cur)["label_distribution"]["js"] == pytest.approx(0.0, abs=1e-12)
+
+
+@given(st.lists(st.floats(0, 1), min_size=3, max_size=3), st.lists(st.floats(0, 1), min_size=3, max_size=3))
+def test_js_is_bounded(a: list, b: list) -> None:
+    if sum(a) == 0 or sum(b) == 0:
+        return
+    p, q = [x / sum(a) for x in a], [x / sum(b) for x in b]
+    assert 0.0 <= js_divergence(p, q) <= 1.0
+    assert linf_distance(dict(enumerate(p)), dict(enumerate(q)))[0] <= 1.0
+
+
+# ---------------------------------------------------------------- baselines from outputs of every layout
+
+
+def summary_row(labels: list[str], rgb: tuple[int, int, int], declared: int, present: int) -> tuple:
+    """A label_summary row by column name (the rest plausible filler), in the schema's current order."""
+    values = {"labels": labels, "rgb": list(rgb), "frames_present": present, "masks_present": present, "frames_declared": declared,
+              "masks_declared": declared, "total_pixels": present * 100, "pixel_fraction_mean": 0.1}
+    return tuple(values.get(f.name, 0 if not f.nullable else None) for f in LABEL_SUMMARY)
 
 
 def write_output(directory: Path, tables: dict[str, list[tuple]], listed: list[str] | None = None) -> str:
-    """An output folder as `publish` leaves it: tables, and summary.json naming them."""
+    """An output folder as an older framebeam left it: tables, and summary.json naming them."""
     for name, rows in tables.items():
         write_parquet(rows_to_table(name, rows), str(directory / name / "part-00000.parquet"))
     listed = list(tables) if listed is None else listed
@@ -53,84 +212,23 @@ def write_output(directory: Path, tables: dict[str, list[tuple]], listed: list[s
     return str(directory)
 
 
-@pytest.fixture
-def baseline(tmp_path: Path) -> str:
-    # 100 label occurrences: car 0.5, road 0.4, tree 0.1
-    return write_output(tmp_path / "baseline", {"label_summary": [
-        summary_row(["car"], CAR, 50), summary_row(["road"], ROAD, 40), summary_row(["tree"], TREE, 10)]})
-
-
-@pytest.fixture
-def current(tmp_path: Path) -> str:
-    # 100 label occurrences: car 0.2 (-0.3), road 0.6 in a new colour (+0.2), person 0.2 (new), tree gone (-0.1)
-    return write_output(tmp_path / "current", {"label_summary": [
-        summary_row(["road"], ROAD_RECOLOURED, 60), summary_row(["car"], CAR, 20), summary_row(["person"], PERSON, 20)]})
-
-
-def test_known_answer(current: str, baseline: str) -> None:
-    result = compare_runs(current, baseline, max_drift=0.25)
-    assert [x["labels"] for x in result["labels_appeared"]] == [["person"]]
-    assert result["labels_appeared"][0]["frames"] == 20
-    assert [x["labels"] for x in result["labels_vanished"]] == [["tree"]]
-    assert result["colour_changed"] == [
-        {"labels": ["road"], "baseline_colours": [list(ROAD)], "current_colours": [list(ROAD_RECOLOURED)]}]
-    dist = result["distribution"]
-    assert dist["distance"] == pytest.approx(0.3)
-    assert dist["largest_shift_labels"] == ["car"]
-    assert dist["exceeded"] is True
-    shifts = {tuple(r["labels"]): r["difference"] for r in dist["per_label"]}
-    assert shifts == pytest.approx({("car",): -0.3, ("road",): 0.2, ("person",): 0.2, ("tree",): -0.1})
-    assert [r["labels"] for r in dist["per_label"]][0] == ["car"]  # largest shift first
-    assert result["label_occurrences"] == {"current": 100, "baseline": 100}
-    json.dumps(result)  # goes into summary.json as is
-
-
-def test_findings_have_the_drift_codes(current: str, baseline: str, drift_codes: None) -> None:
-    result = compare_runs(current, baseline, max_drift=0.25)
-    rows = drift_findings(result)
-    by_code = {row[4]: row for row in rows}
-    assert sorted(by_code) == sorted(DRIFT_CODES)
-    assert by_code["drift_distribution_exceeded"][3] == "error"
-    assert by_code["drift_label_appeared"][3] == "warning"
-    for shard, line, frame_id, *_ in rows:  # dataset-level findings: no record to point at
-        assert (shard, line, frame_id) == (None, None, None)
-    message = by_code["drift_distribution_exceeded"][6]
-    assert "0.3000" in message and "['car']" in message and "--max-drift" in message
-    assert "person" in by_code["drift_label_appeared"][6]
-    assert "tree" in by_code["drift_label_vanished"][6]
-
-
-def test_distribution_finding_only_above_the_threshold(current: str, baseline: str, drift_codes: None) -> None:
-    result = compare_runs(current, baseline, max_drift=0.35)
-    assert result["distribution"]["exceeded"] is False
-    assert "drift_distribution_exceeded" not in {row[4] for row in drift_findings(result)}
-    # The threshold given to drift_findings wins over the one the result was computed with.
-    assert "drift_distribution_exceeded" in {row[4] for row in drift_findings(result, 0.29)}
-    unbounded = compare_runs(current, baseline)
-    assert unbounded["distribution"]["exceeded"] is None
-    assert "drift_distribution_exceeded" not in {row[4] for row in drift_findings(unbounded)}
-
-
-def test_same_labels_no_drift(baseline: str, drift_codes: None) -> None:
-    result = compare_runs(baseline, baseline, max_drift=0.0)
-    assert result["distribution"]["distance"] == 0.0
-    assert not result["labels_appeared"] and not result["labels_vanished"] and not result["colour_changed"]
-    assert drift_findings(result) == []
-
-
-def test_a_label_in_two_colours_counts_both(tmp_path: Path) -> None:
+def test_baseline_from_label_summary(tmp_path: Path) -> None:
     out = write_output(tmp_path / "o", {"label_summary": [
-        summary_row(["car"], CAR, 3), summary_row(["car"], (0, 0, 70), 1), summary_row([], (1, 2, 3), 9)]})
-    counts = read_label_counts(out)
-    assert counts.frames == {("car",): 4}  # the colour without labels is no class
-    assert counts.colours == {("car",): {CAR, (0, 0, 70)}}
+        summary_row(["car"], CAR, 10, 3), summary_row(["car"], (0, 0, 70), 5, 1), summary_row([], (1, 2, 3), 9, 9)]})
+    base = read_baseline(out, str(tmp_path / "unused"))
+    assert base.profile.source == "label_summary"
+    car = base.profile.labels[("car",)]
+    assert (car.masks, car.masks_present, car.colours) == (15, 4, ((0, 0, 70), CAR))
+    assert car.fraction_hist is None  # no histogram: label_js is not computed against it
+    assert set(base.profile.labels) == {("car",)}  # the colour without labels is no class
 
 
-def test_drift_counts_presence_not_declarations(tmp_path: Path) -> None:
+def test_baseline_counts_presence_not_declarations(tmp_path: Path) -> None:
     # A 32-class table declares tree in all 100 masks; it has pixels in 7 of them; train in none.
-    out = write_output(tmp_path / "o", {"label_summary": [
-        summary_row(["tree"], TREE, 7, declared=100), summary_row(["train"], (192, 64, 128), 0, declared=100)]})
-    assert read_label_counts(out).frames == {("tree",): 7}
+    out = write_output(tmp_path / "o", {"label_summary": [summary_row(["tree"], TREE, 100, 7), summary_row(["train"], (192, 64, 128), 100, 0)]})
+    labels = read_baseline(out, str(tmp_path / "unused")).profile.labels
+    assert label_distribution(labels.values()) == {("tree",): 1.0}
+    assert labels[("tree",)].presence_rate == pytest.approx(0.07)
 
 
 def test_an_output_from_before_presence_columns_still_reads(tmp_path: Path) -> None:
@@ -141,50 +239,55 @@ def test_an_output_from_before_presence_columns_still_reads(tmp_path: Path) -> N
     pq.write_table(pa.table({"labels": [["car"]], "rgb": [list(CAR)], "frames": [4], "masks": [4]}),
                    tmp_path / "old" / "label_summary" / "part-0.parquet")
     (tmp_path / "old" / "summary.json").write_text(json.dumps({"tables": {"label_summary": 1}}))
-    assert read_label_counts(str(tmp_path / "old")).frames == {("car",): 4}
+    car = read_baseline(str(tmp_path / "old"), str(tmp_path / "unused")).profile.labels[("car",)]
+    assert (car.masks, car.masks_present, car.frames) == (4, 4, 4)
 
 
-def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int]) -> tuple:
-    return (f"{shard}#{line}", shard, line, "front", "00", None, labels, list(rgb), 10, 0.1,
-            0, 0, 5, 2, 2.0, 1.0, 0, 10, 10)
+def stats_row(shard: str, line: int, labels: list[str], rgb: tuple[int, int, int], pixels: int) -> tuple:
+    """A label_stats row of a 10 x 100 mask by column name (the rest plausible filler), in the schema's order."""
+    values = {"frame_id": f"{shard}#{line}", "shard": shard, "line": line, "source_id": "front", "mask_id": "00",
+              "labels": labels, "rgb": list(rgb), "pixel_count": pixels, "pixel_fraction": pixels / 1000,
+              "mask_width": 10, "mask_height": 100}
+    return tuple(values.get(f.name, None if f.nullable else 0) for f in LABEL_STATS)
 
 
-def test_output_without_label_summary_uses_label_stats(tmp_path: Path) -> None:
-    # Two masks of one frame both declare car: one frame, as label_summary would count it.
+def test_baseline_from_label_stats_of_an_old_output(tmp_path: Path) -> None:
     out = write_output(tmp_path / "old", {"label_stats": [
-        stats_row("a.jsonl", 1, ["car"], CAR), stats_row("a.jsonl", 1, ["car"], CAR),
-        stats_row("a.jsonl", 2, ["car"], CAR), stats_row("b.jsonl", 1, ["road"], ROAD)]})
-    counts = read_label_counts(out)
-    assert counts.source_table == "label_stats"
-    assert counts.frames == {("car",): 2, ("road",): 1}
+        stats_row("a.jsonl", 1, ["car"], CAR, 120), stats_row("a.jsonl", 2, ["car"], CAR, 0),
+        stats_row("a.jsonl", 3, ["car"], CAR, 1000), stats_row("b.jsonl", 1, ["road"], ROAD, 60)]})
+    base = read_baseline(out, str(tmp_path / "unused"))
+    assert base.profile.source == "label_stats"
+    car = base.profile.labels[("car",)]
+    assert (car.masks, car.masks_present, car.frames, car.total_pixels) == (3, 2, 3, 1120)
+    assert car.fraction_hist == (0, 0, 1) + (0,) * 16 + (1,)  # 0.12 in bin 2, 1.0 in the last bin
 
 
-def test_convert_output_cannot_be_compared(tmp_path: Path, baseline: str) -> None:
+def test_convert_output_cannot_be_compared(tmp_path: Path) -> None:
     converted = write_output(tmp_path / "converted", {"frames": []})
     with pytest.raises(DriftInputError, match="framebeam run"):
-        compare_runs(converted, baseline)
+        read_baseline(converted, str(tmp_path / "unused"))
+    with pytest.raises(DriftInputError, match="does not exist"):
+        read_baseline(str(tmp_path / "nothing"), str(tmp_path / "unused"))
 
 
-def test_stale_label_folder_from_an_earlier_run_is_ignored(tmp_path: Path, baseline: str) -> None:
+def test_stale_label_folder_from_an_earlier_run_is_ignored(tmp_path: Path) -> None:
     # `convert` into a folder where `run` wrote before: label_summary is on disk but not this run's.
-    out = write_output(tmp_path / "reused", {"label_summary": [summary_row(["car"], CAR, 5)]}, listed=["frames"])
+    out = write_output(tmp_path / "reused", {"label_summary": [summary_row(["car"], CAR, 5, 5)]}, listed=["frames"])
     with pytest.raises(DriftInputError):
-        compare_runs(out, baseline)
+        read_baseline(out, str(tmp_path / "unused"))
 
 
-def test_max_drift_must_be_a_frequency_difference(current: str, baseline: str) -> None:
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        compare_runs(current, baseline, max_drift=5)
+def test_previous_without_any_earlier_run_is_no_baseline(tmp_path: Path) -> None:
+    assert read_baseline("previous", str(tmp_path / "fresh-output")) is None
 
 
-label_counts = st.dictionaries(st.sampled_from([("a",), ("b",), ("c",), ("d",)]), st.integers(0, 1000), max_size=4)
+def test_previous_of_an_output_written_before_history(tmp_path: Path) -> None:
+    """No history tables yet: `previous` is the output's current run, read from its label_summary."""
+    out = write_output(tmp_path / "old", {"label_summary": [summary_row(["car"], CAR, 10, 4)]})
+    base = read_baseline("previous", out)
+    assert base.profile.source == "label_summary" and base.profile.labels[("car",)].masks_present == 4
 
 
-@given(label_counts, label_counts)
-def test_linf_distance_is_a_bounded_symmetric_distance(a: dict, b: dict) -> None:
-    pa, pb = frequency_distribution(a), frequency_distribution(b)
-    d, _ = linf_distance(pa, pb)
-    assert 0.0 <= d <= 1.0
-    assert d == pytest.approx(linf_distance(pb, pa)[0])
-    assert linf_distance(pa, pa)[0] == 0.0
-    assert d == pytest.approx(max((abs(pa.get(k, 0) - pb.get(k, 0)) for k in set(pa) | set(pb)), default=0.0))
+def test_metric_names_cover_every_metric() -> None:
+    assert set(drift.METRICS) == set(drift.METRIC_NAMES) == set(drift.BREACH_CODES) == set(drift.METRIC_LIMITS)
+    assert all(code in CODES and "drift" in code for code in drift.BREACH_CODES.values())

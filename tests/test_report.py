@@ -192,12 +192,14 @@ def test_convert_output_says_what_is_missing(outputs: dict[str, Path]) -> None:
 
 
 def test_drift_section(outputs: dict[str, Path]) -> None:
-    drift = {"baseline": "gs://bucket/<b>", "labels_appeared": [{"labels": ["person"], "frames": 3, "colours": [[220, 20, 60]]}],
-             "labels_vanished": [], "colour_changed": [],
-             "distribution": {"distance": 0.3, "max_drift": 0.25, "exceeded": True, "per_label": []}}
+    drift = {"baseline": "gs://bucket/<b>", "labels_appeared": [{"labels": ["person"], "masks_present": 3, "colours": [[220, 20, 60]]}],
+             "labels_vanished": [], "colour_changed": [], "thresholds": {"linf": 0.25, "js": 0.5},
+             "breaches": [{"metric": "linf", "value": 0.3, "threshold": 0.25, "labels": []}],
+             "label_distribution": {"linf": 0.3, "js": 0.125, "psi": 1.5, "psi_epsilon": 1e-4}, "label_js": None, "per_label": []}
     page = render_report(str(outputs["run"]), drift=drift)
     section = page[page.index('id="drift"'):page.index('id="findings"')]
-    assert "0.3000" in section and "exceeds --max-drift 0.25" in section and "person" in section
+    assert "0.3000" in section and "exceeds --max-drift linf=0.25" in section and "person" in section
+    assert "0.1250" in section and "within --max-drift js=0.5" in section and "1.5000" in section
     assert "gs://bucket/&lt;b&gt;" in section
     assert 'id="drift"' not in render_report(str(outputs["run"]))  # no baseline, no section
 

@@ -18,11 +18,13 @@ from pipelines.assemble import build_pipeline
 from pipelines.options import JobOptions
 
 LABELS_FILE = Path(__file__).with_name("step_labels.txt")
-# The three graphs the CLI can build: convert (no decoding), run, and run against a baseline.
+# The graphs the CLI can build: convert (no decoding), run, run against a baseline, and with slices.
 JOBS = {
     "convert": JobOptions(command="convert", inputs=("in/*.jsonl",), output="out"),
     "run": JobOptions(command="run", inputs=("in/*.jsonl",), output="out", decode=True),
     "run --baseline": JobOptions(command="validate", inputs=("in/*.jsonl",), output="out", decode=True, baseline="old-out"),
+    "run --slice-by": JobOptions(command="run", inputs=("in/*.jsonl",), output="out", decode=True, baseline="previous",
+                                 slice_by=("source_id",)),
 }
 
 

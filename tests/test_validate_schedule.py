@@ -85,7 +85,8 @@ def test_drift_against_a_baseline(sample, baseline, tmp_path):
     drift = summary["drift"]
     assert ["person"] in [x["labels"] for x in drift["labels_vanished"]]
     assert ["car"] in [x["labels"] for x in drift["colour_changed"]]
-    assert drift["distribution"]["exceeded"] is True
+    assert [b["metric"] for b in drift["breaches"]] == ["linf"]
+    assert drift["label_distribution"]["linf"] > 0.01
     codes = {c for (c,) in query(f"SELECT code FROM {table(out, 'issues')} WHERE shard IS NULL")}
     assert {"drift_label_vanished", "drift_label_colour_changed", "drift_distribution_exceeded"} <= codes
     assert code == 1 and summary["passed"] is False  # a drift breach fails even when --max-errors tolerates errors

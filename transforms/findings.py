@@ -70,11 +70,15 @@ CODES: dict[str, CodeInfo] = {
     "label_never_present": CodeInfo(WARNING, "A declared label (by an ROI or the --mask-labels table) has no pixel in any decoded mask of the run."),
     "label_few_samples": CodeInfo(WARNING, "A label is present (has pixels) in fewer frames than --min-label-frames, but in at least one."),
     "label_imbalance": CodeInfo(WARNING, "The most present label is present in over 50x more frames than the least present one."),
-    # Drift against --baseline (an earlier run's output)
-    "drift_label_appeared": CodeInfo(WARNING, "A label is in this run but not in the baseline."),
-    "drift_label_vanished": CodeInfo(WARNING, "A label was in the baseline but is not in this run."),
+    # Drift against --baseline (`previous` or an earlier run's output)
+    "drift_label_appeared": CodeInfo(WARNING, "A label has pixels in this run but had none in the baseline."),
+    "drift_label_vanished": CodeInfo(WARNING, "A label had pixels in the baseline but has none in this run."),
     "drift_label_colour_changed": CodeInfo(WARNING, "A label's set of colours differs from the baseline's."),
-    "drift_distribution_exceeded": CodeInfo(ERROR, "The L-infinity distance between the label frequency distributions of this run and the baseline exceeds --max-drift."),
+    "drift_distribution_exceeded": CodeInfo(ERROR, "The L-infinity distance between this run's and the baseline's label distributions (masks where present per label) exceeds --max-drift [linf=]VALUE."),
+    "drift_js_exceeded": CodeInfo(ERROR, "The Jensen-Shannon divergence (bits) between the label distributions exceeds --max-drift js=VALUE."),
+    "drift_psi_exceeded": CodeInfo(ERROR, "The population stability index of the label distributions exceeds --max-drift psi=VALUE."),
+    "drift_label_js_exceeded": CodeInfo(ERROR, "A label's pixel-fraction histogram moved more than --max-drift label_js=VALUE (Jensen-Shannon divergence, bits)."),
+    "drift_slice_exceeded": CodeInfo(ERROR, "Within one --slice-by slice, a drift value exceeds its --max-drift threshold (the message names the slice and metric)."),
 }
 
 

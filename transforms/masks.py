@@ -36,7 +36,7 @@ from transforms.portable import MAIN, Gather, Tagged, only, tag_outputs
 from transforms.statistics import analyse_mask
 from transforms.steps import Joined
 from transforms.storage import open_binary, permanent_error_code, read_bytes
-from transforms.summary import LabelSummaryFn, RunCountsFn, label_summary_rows, resolve_labels, summary_findings
+from transforms.summary import LabelSummaryFn, RunCountsFn, fraction_hists, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class DecodeOptions:
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
     mask_decode_timeout: float = 60.0
+    slice_by: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.video_segment_ms <= 0:
@@ -66,7 +67,7 @@ class DecodeOptions:
             max_mask_pixels=job.max_mask_pixels, colour_tolerance=job.colour_tolerance, crop_png=job.crop_png,
             policy=UriPolicy(tuple(job.allow_uri_prefixes), job.allow_http),
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
-            mask_decode_timeout=job.mask_decode_timeout,
+            mask_decode_timeout=job.mask_decode_timeout, slice_by=tuple(job.slice_by),
         )
 
 
@@ -237,6 +238,7 @@ def _unreadable(req: MaskRequest, code: str, exc: BaseException, what: str) -> F
 
 LABEL_KEYS = "label_keys"
 FRAME_COUNTS = "frame_counts"
+SLICE_MASKS = "slice_masks"  # with --slice-by: (frame key, (source_id, table key, decoded, [(label key, mask event)]))
 RUN_EVENTS = "run_events"  # decoded masks (and frames) per class-table entry: summary.RunCounts
 
 
@@ -247,9 +249,12 @@ class Decoded(NamedTuple):
     decoded_frames: beam.PCollection  # TableRows of frames (frames with masks, counts including decoding's)
     label_summary: beam.PCollection   # TableRows of label_summary and label-level issues
     label_items: beam.PCollection     # one element: the run's list of summary.LabelSummary, for drift and summary.json
+    label_hists: beam.PCollection     # one element: {(labels, rgb): 20-bin pixel-fraction histogram where present}, for history
+    slice_summary: beam.PCollection | None = None  # TableRows of label_summary_by_slice (with --slice-by)
+    slice_items: beam.PCollection | None = None    # one element: the run's slices.SliceSummary list (with --slice-by)
 
 
-def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
+def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False) -> Iterator[Any]:
     tables: dict[str, list] = defaultdict(list)
     handled = 0
     decoded: dict[str | None, int] = defaultdict(int)
@@ -260,9 +265,13 @@ def _results_to_outputs(results: Iterable[RequestResult]) -> Iterator[Any]:
         for table, rows in r.tables.items():
             tables[table].extend(rows)
         yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_flags, r.table_key)))
-        for row in r.tables.get("label_stats", ()):
-            yield beam.pvalue.TaggedOutput(LABEL_KEYS, ((tuple(row[6]), tuple(row[7])),
-                                                        ("mask", row[9], row[8], row[10:14], row[5] is not None)))
+        events = [((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14], row[5] is not None))
+                  for row in r.tables.get("label_stats", ())]
+        for event in events:
+            yield beam.pvalue.TaggedOutput(LABEL_KEYS, event)
+        if slicing and r.tables.get("masks"):
+            source_id = r.tables["masks"][0][3]  # masks rows start frame_id, shard, line, source_id
+            yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (source_id, r.table_key, r.decoded, events)))
     for key, n in decoded.items():
         yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("masks", key, n))
     progress.note(masks=handled)
@@ -310,7 +319,7 @@ class DecodeMasks(beam.PTransform):
             joined.mask_requests
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req)).with_output_types(th.Tuple[str, MaskRequest])
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: tag_outputs(_results_to_outputs(analyse_group(kv[0], kv[1], opts))))
+            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: tag_outputs(_results_to_outputs(analyse_group(kv[0], kv[1], opts), bool(opts.slice_by))))
             .with_output_types(Tagged)
         )
         frames = (
@@ -330,17 +339,37 @@ class DecodeMasks(beam.PTransform):
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
         )
-        label_items = (
-            {"items": summarised, "run": run_counts}
-            | "ListLabels" >> Gather()
-            | "ResolveLabels" >> beam.Map(_resolve_gathered, mask_labels).with_output_types(list)
-        )
+        label_accs = {"items": summarised, "run": run_counts} | "ListLabels" >> Gather()
+        label_items = label_accs | "ResolveLabels" >> beam.Map(_resolve_gathered, mask_labels).with_output_types(list)
+        label_hists = label_accs | "LabelHistograms" >> beam.Map(lambda g: fraction_hists(g["items"]))
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
         ]).with_output_types(TableRows)
-        return Decoded(measured=decoded | "MeasuredRows" >> only(MAIN, TableRows), decoded_frames=frames | "FrameRows" >> only(MAIN, TableRows),
-                       label_summary=summary, label_items=label_items)
+        measured = decoded | "MeasuredRows" >> only(MAIN, TableRows)
+        decoded_frames = frames | "FrameRows" >> only(MAIN, TableRows)
+        if not opts.slice_by:
+            return Decoded(measured=measured, decoded_frames=decoded_frames, label_summary=summary, label_items=label_items,
+                           label_hists=label_hists)
+        from transforms.slices import SLICE_RUN_EVENTS, resolve_slices, slice_events, slice_summary_rows
+
+        keys = opts.slice_by
+        events = (
+            {"frame": joined.frame_slices, "masks": decoded | "SliceMasks" >> only(SLICE_MASKS, th.Tuple[th.Tuple[str, int], tuple])}
+            | "JoinSlices" >> beam.CoGroupByKey()
+            | "SliceEvents" >> beam.FlatMap(lambda kv: tag_outputs(slice_events(kv[1]["frame"], kv[1]["masks"], keys))).with_output_types(Tagged)
+        )
+        slice_runs = events | "SliceRunEvents" >> only(SLICE_RUN_EVENTS, th.Tuple[th.Any, th.Any]) | "CountSlices" >> beam.CombinePerKey(RunCountsFn())
+        slice_accs = events | "SliceLabelEvents" >> only(MAIN, th.Tuple[th.Any, th.Any]) | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
+        slice_items = (
+            {"accs": slice_accs, "runs": slice_runs}
+            | "ListSlices" >> Gather()
+            | "ResolveSlices" >> beam.Map(lambda g: resolve_slices(g["accs"], g["runs"], mask_labels)).with_output_types(list)
+        )
+        slice_summary = slice_items | "SliceRows" >> beam.Map(
+            lambda items: TableRows("label_summary_by_slice", slice_summary_rows(items))).with_output_types(TableRows)
+        return Decoded(measured=measured, decoded_frames=decoded_frames, label_summary=summary, label_items=label_items,
+                       label_hists=label_hists, slice_summary=slice_summary, slice_items=slice_items)
 
 
 def _resolve_gathered(gathered: dict[str, list], mask_labels: MaskLabels | None) -> list:

@@ -26,6 +26,7 @@ from transforms.report_charts import (Distribution, axis_ticks, css_colour, nice
 from transforms.report_data import (PREVIEW_MAX_WIDTH, LabelRow, OutputFolder, SampledTable, codes_of_frames, distributions,
                                     finding_examples, group_by_label, label_name, label_rows, label_stats_sample, mask_preview,
                                     worst_frames)
+from transforms.report_trends import RECENT_RUNS, TRENDS_CSS, Trends, read_trends, svg_run_strip, svg_sparkline
 from transforms.uris import redact_uri
 
 REPORT_FILE = "report.html"
@@ -255,18 +256,31 @@ def _preview_section(folder: OutputFolder, storage_options: dict[str, Any] | Non
 def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
     if not drift:
         return Markup("")
-    dist = drift.get("distribution") or {}
-    exceeded = dist.get("exceeded")
-    verdict = "" if exceeded is None else h('<span class="sev {}">{} --max-drift {}</span>', "error" if exceeded else "ok",
-                                            "exceeds" if exceeded else "within", dist.get("max_drift"))
-    lines = [h('<p>L-infinity distance between label frequency distributions: <b>{:.4f}</b> {}</p>',
-               float(dist.get("distance") or 0), verdict)]
+    dist = drift.get("label_distribution") or {}
+    thresholds = drift.get("thresholds") or {}
+    breached = {b["metric"] for b in drift.get("breaches") or ()}
+
+    def value(metric: str, v: Any) -> Markup:
+        text = h("<b>{}</b>", "—" if v is None else f"{float(v):.4f}")
+        if metric not in thresholds:
+            return text
+        over = metric in breached
+        return h('{} <span class="sev {}">{} --max-drift {}={}</span>', text, "error" if over else "ok",
+                 "exceeds" if over else "within", metric, thresholds[metric])
+
+    worst_label = f" ({label_name(drift['label_js_labels'])})" if drift.get("label_js_labels") and drift.get("label_js") else ""
+    values = [("linf", "L-infinity distance of the label distributions", dist.get("linf")),
+              ("js", "Jensen-Shannon divergence of the label distributions (bits)", dist.get("js")),
+              ("psi", f"population stability index (empty cells at {dist.get('psi_epsilon', 1e-4):g})", dist.get("psi")),
+              ("label_js", "largest pixel-fraction JS divergence of one label" + worst_label, drift.get("label_js"))]
+    lines = [_table(["drift value", "this run"], [(h("{} <code>{}</code>", name, m), value(m, v)) for m, name, v in values], "compact")]
 
     def label_list(items: Sequence[Mapping[str, Any]], what: str) -> Markup:
         if not items:
             return h("<li>No label {}.</li>", what)
-        return join(h("<li>{}{} <span class='dim'>({:,} frames)</span> {}</li>", _swatch((item.get("colours") or [[128, 128, 128]])[0]),
-                      label_name(item["labels"]), int(item["frames"]), what) for item in items[:30])
+        return join(h("<li>{}{} <span class='dim'>({:,} masks where present)</span> {}</li>",
+                      _swatch((item.get("colours") or [[128, 128, 128]])[0]), label_name(item["labels"]),
+                      int(item["masks_present"]), what) for item in items[:30])
 
     changed = join(h("<li>{}: {} → {} <span class='dim'>{} → {}</span></li>", label_name(c["labels"]),
                      join(_swatch(x) for x in c["baseline_colours"]), join(_swatch(x) for x in c["current_colours"]),
@@ -274,11 +288,71 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
                    for c in drift.get("colour_changed", [])[:30]) or Markup("<li>No colour changed.</li>")
     lines.append(h("<ul>{}{}{}</ul>", label_list(drift.get("labels_appeared", []), "appeared"),
                    label_list(drift.get("labels_vanished", []), "vanished"), changed))
-    rows = [(label_name(r["labels"]), f"{r['baseline_fraction']:.2%}", f"{r['current_fraction']:.2%}",
-             f"{r['difference']:+.2%}") for r in (dist.get("per_label") or [])[:10]]
+
+    def pct(v: float | None, signed: bool = False) -> str:
+        return "—" if v is None else (f"{v:+.2%}" if signed else f"{v:.2%}")
+
+    rows = [(label_name(r["labels"]), pct(r["baseline_share"]), pct(r["current_share"]), pct(r["share_change"], True),
+             pct(r.get("presence_rate_change"), True), "—" if r.get("fraction_js") is None else f"{r['fraction_js']:.3f}")
+            for r in (drift.get("per_label") or [])[:10]]
     if rows:
-        lines.append(_table(["label", "baseline", "this run", "shift"], rows, "compact"))
-    return _section("drift", "Drift against the baseline", join(lines), f"Baseline: {drift.get('baseline', '?')}")
+        lines.append(_table(["label", "baseline share", "this run", "shift", "presence rate change", "pixel-fraction JS"],
+                            rows, "compact"))
+    slices = [s for s in drift.get("slices") or () if s.get("baseline")]
+    if slices:
+        slice_rows = [(f"{s['slice_key']}={s['slice_value']}", f"{s['linf']:.4f}", f"{s['js']:.4f}", f"{s['psi']:.4f}",
+                       ", ".join(label_name(m["labels"]) for m in s.get("moved_most", [])[:3]) or "—",
+                       ", ".join(b["metric"] for b in s.get("breaches", ())) or "—")
+                      for s in sorted(slices, key=lambda s: -s["js"])[:20]]
+        lines.append(_table(["slice", "L-inf", "JS", "PSI", "moved most", "over threshold"], slice_rows, "compact"))
+    note = (f"Baseline: {drift.get('baseline', '?')}. Label share p(label) = masks where the label is present / all such "
+            "masks over labels; shares are compared across the two runs, and each label's pixel-fraction histogram (20 bins).")
+    return _section("drift", "Drift against the baseline", join(lines), note)
+
+
+def _fmt(v: float | None, spec: str = ".4f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _trends_section(trends: Trends | None) -> Markup:
+    if trends is None:
+        return _section("trends", "Trends across runs", _missing(
+            "This output has no history tables (it was written before framebeam kept history): the next run into it starts them."))
+    runs = trends.runs
+    parts = [svg_run_strip(runs)]
+    drift_rows = []
+    for metric, name in (("drift_linf", "L-infinity"), ("drift_js", "Jensen-Shannon (bits)"), ("drift_psi", "PSI"),
+                         ("drift_label_js", "largest label pixel-fraction JS")):
+        values = [getattr(r, metric) for r in runs]
+        if any(v is not None for v in values):
+            drift_rows.append((name, svg_sparkline(values, chart_id=f"trend-{metric.replace('_', '-')}"),
+                               _fmt(values[-1]), _fmt(max(v for v in values if v is not None))))
+    if drift_rows:
+        parts.append(h("<h3>Drift of each run against its baseline</h3>{}",
+                       _table(["value", "per run (oldest left)", "this run", "largest kept"], drift_rows, "compact")))
+    if trends.labels:
+        cells = []
+        for i, t in enumerate(trends.labels):
+            shares = [v for v in t.shares if v is not None]
+            js = [v for v in t.fraction_js if v is not None]
+            cells.append(h('<div class="multiple"><div class="name" title="{}">{}{}</div>{}<div class="dim">share {} → {}{}</div></div>',
+                           label_name(t.labels), _swatch(t.colour), short(label_name(t.labels), 28),
+                           svg_sparkline(t.shares, chart_id=f"trend-label-{i}", colour=t.colour),
+                           _fmt(shares[0], ".1%") if shares else "—", _fmt(shares[-1], ".1%") if shares else "—",
+                           f"; pixel-fraction JS up to {max(js):.3f}" if js else ""))
+        parts.append(h('<h3>Labels whose share moved most</h3><div class="multiples">{}</div>', join(cells)))
+
+    def verdict(passed: bool | None) -> Markup | str:
+        return "—" if passed is None else h('<span class="sev {}">{}</span>', "ok" if passed else "error", "passed" if passed else "failed")
+
+    recent = [(r.run_id, r.published_at or "—", verdict(r.passed), f"{r.errors:,}", f"{r.warnings:,}", _fmt(r.drift_linf),
+               _fmt(r.drift_js), _fmt(r.drift_psi), ", ".join(r.drift_breaches) or "—") for r in reversed(runs[-RECENT_RUNS:])]
+    parts.append(_table(["run", "published", "verdict", "errors", "warnings", "L-inf", "JS", "PSI", "over threshold"], recent, "compact"))
+    failed = sum(1 for r in runs if r.passed is False)
+    note = (f"{len(runs)} run(s) kept in this output's history, {failed} failed; the strip shows each run's verdict over its "
+            "error (red) and warning (amber) counts. Labels are ranked by how much their share (masks where present / all "
+            f"present masks) moved from run to run: top {len(trends.labels)} of {trends.labels_total}.")
+    return _section("trends", "Trends across runs", join(parts), note)
 
 
 def _run_section(summary: Mapping[str, Any]) -> Markup:
@@ -338,6 +412,7 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
     body = join((
         _headline(summary),
         _drift_section(drift if drift is not None else summary.get("drift")),
+        _trends_section(read_trends(folder)),
         _findings_section(folder),
         _label_sections(labels, sample, int((summary.get("masks") or {}).get("decoded") or 0)),
         _worst_section(folder),
@@ -347,7 +422,7 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
     title = f"framebeam report — {redact_uri(title_output or output)}"
     return str(h('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                  '<meta name="viewport" content="width=device-width,initial-scale=1"><style>{css}</style></head>'
-                 '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS), body=body))
+                 '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS + TRENDS_CSS), body=body))
 
 
 def write_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,

@@ -150,6 +150,68 @@ LABEL_SUMMARY = pa.schema([
     _col("bbox_height_mean", pa.float64(), "Mean bbox height over masks where present."),
 ])
 
+LABEL_SUMMARY_BY_SLICE = pa.schema([
+    _col("slice_key", pa.string(), "The --slice-by key: `source_id`, `context_id` or `meta.<path>`.", False),
+    _col("slice_value", pa.string(), "The slice's value (null: frames or sources without one); meta values that are not strings as JSON text."),
+    *LABEL_SUMMARY,
+])
+
+_RUN = [
+    _col("run_id", pa.string(), "The run (its folder is `OUTPUT/_runs/<run_id>/` while it is the current one).", False),
+    _col("started_at", pa.string(), "When the run started (ISO 8601, UTC)."),
+    _col("published_at", pa.string(), "When the run was published (ISO 8601, UTC)."),
+]
+
+HISTORY = pa.schema([
+    *_RUN,
+    _col("slice_key", pa.string(), "null for the whole run (a row per declared label); else the --slice-by key (`source_id`, `context_id`, `meta.<path>`): a row per label present in the slice."),
+    _col("slice_value", pa.string(), "The slice's value (null when the frame or source has none)."),
+    _col("labels", pa.list_(pa.string()), "Class labels (one row per label, its colours merged).", False),
+    _col("colours", pa.list_(_RGB), "Colours the label was declared in."),
+    _col("frames_present", pa.int64(), "Frames in which the label has at least one pixel.", False),
+    _col("masks", pa.int64(), "Decoded masks declaring the label, by an ROI or the class table (label_summary.masks_declared).", False),
+    _col("masks_present", pa.int64(), "Decoded masks in which the label has at least one pixel.", False),
+    _col("total_pixels", pa.int64(), "Pixels of the label.", False),
+    _col("label_share", pa.float64(), "p(label) = masks_present / sum of masks_present over the run's (or slice's) labels; null when none is present."),
+    _col("presence_rate", pa.float64(), "masks_present / masks."),
+    _col("pixel_fraction_mean", pa.float64(), "Mean pixel_fraction over the run's decoded masks, 0 where absent (as label_summary)."),
+    _col("pixel_fraction_p50", pa.float64(), "Median pixel_fraction (as label_summary; of the label's most present colour)."),
+    _col("pixel_fraction_p95", pa.float64(), "95th percentile of pixel_fraction (as p50)."),
+    _col("components_mean", pa.float64(), "Mean connected components per mask (label_summary.components_mean; null when the run did not measure shapes)."),
+    _col("holes_mean", pa.float64(), "Mean holes per mask (label_summary.holes_mean; null when not measured)."),
+    _col("fraction_hist", pa.list_(pa.int64()), "Masks where present, by pixel_fraction in 20 equal bins on [0, 1] (bin k: min(floor(1000 f), 999) // 50 = k)."),
+    _col("baseline_run_id", pa.string(), "The run the drift columns compare with; null when the run had no baseline."),
+    _col("share_change", pa.float64(), "label_share minus the baseline's (a label missing there counts 0)."),
+    _col("presence_rate_change", pa.float64(), "presence_rate minus the baseline's; null when either has no mask declaring the label."),
+    _col("fraction_js", pa.float64(), "Jensen-Shannon divergence (bits) of fraction_hist against the baseline's; null when either is empty."),
+    _col("components_mean_change", pa.float64(), "components_mean minus the baseline's; null when either is null."),
+    _col("holes_mean_change", pa.float64(), "holes_mean minus the baseline's; null when either is null."),
+])
+
+HISTORY_RUNS = pa.schema([
+    *_RUN,
+    _col("command", pa.string(), "convert, run or validate."),
+    _col("passed", pa.bool_(), "The verdict (validate's exit status 0); computed for every command."),
+    _col("reasons", pa.list_(pa.string()), "Why the run failed its thresholds (empty when it passed)."),
+    _col("errors", pa.int64(), "Error findings.", False),
+    _col("warnings", pa.int64(), "Warning findings.", False),
+    _col("infos", pa.int64(), "Info findings (null before the info severity existed)."),
+    _col("frames", pa.int64(), "Frames read."),
+    _col("valid_frames", pa.int64(), "Frames without an error finding."),
+    _col("records", pa.int64(), "Records read (frames plus records that are no frame)."),
+    _col("masks_decoded", pa.int64(), "Masks decoded."),
+    _col("labels_present", pa.int64(), "Labels with at least one present mask (null without decoding)."),
+    _col("findings_by_code", pa.list_(pa.struct([("code", pa.string()), ("severity", pa.string()), ("count", pa.int64())])),
+         "Finding counts by code (as summary.json)."),
+    _col("baseline", pa.string(), "The --baseline this run compared with (`previous` resolved to a run id), credentials removed; null without one."),
+    _col("baseline_run_id", pa.string(), "The baseline's run id, when known."),
+    _col("drift_linf", pa.float64(), "L-infinity distance of the label distributions against the baseline."),
+    _col("drift_js", pa.float64(), "Jensen-Shannon divergence (bits) of the label distributions."),
+    _col("drift_psi", pa.float64(), "Population stability index of the label distributions (empty cells at 1e-4)."),
+    _col("drift_label_js", pa.float64(), "Largest per-label Jensen-Shannon divergence of pixel-fraction histograms."),
+    _col("drift_breaches", pa.list_(pa.string()), "Metrics over their --max-drift threshold (`js`, `slice:<key>=<value>:psi`, ...)."),
+])
+
 TABLES: dict[str, pa.Schema] = {
     "frames": FRAMES,
     "sources": SOURCES,
@@ -159,11 +221,17 @@ TABLES: dict[str, pa.Schema] = {
     "label_stats": LABEL_STATS,
     "crops": CROPS,
     "label_summary": LABEL_SUMMARY,
+    "label_summary_by_slice": LABEL_SUMMARY_BY_SLICE,
+    "history": HISTORY,
+    "history_runs": HISTORY_RUNS,
 }
 
 # Tables every command writes; the others come from mask decoding (`run`, `validate` without --no-decode).
 CORE_TABLES = ("frames", "sources", "masks", "rois", "issues")
 DECODE_TABLES = ("label_stats", "crops", "label_summary")
+SLICE_TABLES = ("label_summary_by_slice",)  # with --slice-by
+# Carried forward from run to run in one OUTPUT (the last --keep-history runs), written by every command.
+HISTORY_TABLES = ("history", "history_runs")
 
 _EXAMPLES = {
     "frames": "SELECT valid, count(*) FROM 'out/frames/*.parquet' GROUP BY valid;",
@@ -174,6 +242,11 @@ _EXAMPLES = {
     "label_stats": "SELECT labels, sum(pixel_count) AS px FROM 'out/label_stats/*.parquet' GROUP BY labels ORDER BY px DESC;",
     "crops": "SELECT frame_id, labels, bbox_x1 - bbox_x0 AS w, bbox_y1 - bbox_y0 AS h, rle_counts FROM 'out/crops/*.parquet' LIMIT 5;",
     "label_summary": "SELECT labels, masks_present, masks_declared, pixel_fraction_p50 FROM 'out/label_summary/*.parquet' ORDER BY masks_present DESC;",
+    "label_summary_by_slice": ("SELECT slice_value, labels, masks_present FROM 'out/label_summary_by_slice/*.parquet' "
+                               "WHERE slice_key = 'source_id' ORDER BY slice_value, masks_present DESC;"),
+    "history": ("SELECT run_id, label_share, fraction_js FROM 'out/history/*.parquet' WHERE labels = ['car'] AND slice_key IS NULL "
+                "ORDER BY run_id;"),
+    "history_runs": "SELECT run_id, passed, errors, warnings, drift_js FROM 'out/history_runs/*.parquet' ORDER BY run_id;",
 }
 
 
@@ -193,6 +266,13 @@ def tables_markdown() -> str:
         "stay in that run folder, named by `OUTPUT/_SUCCESS` (`run_folder`, and `files` per table):",
         "`framebeam tables OUTPUT` prints the glob of each table of the current complete run, for BigQuery or DuckDB.",
         "Per-frame tables join on `(shard, line)`: frame ids can collide across shards.",
+        "",
+        "`history` and `history_runs` survive runs: each run copies them forward from the previous complete run of the same",
+        "OUTPUT into its own folder (before `_SUCCESS`, so they publish atomically with it), drops runs beyond",
+        "`--keep-history N` (default 30, this run included) and adds its own rows: `history_runs` one row per run (verdict,",
+        "finding counts, drift values), `history` one row per run and label (and per run, slice and label with `--slice-by`),",
+        "with the label's drift against that run's baseline. `--baseline previous` compares with the latest earlier run's",
+        "`history` rows. `label_summary_by_slice` is written only with `--slice-by`.",
         "",
     ]
     for name, schema in TABLES.items():

@@ -34,6 +34,7 @@ from transforms import progress, writing
 FRAME_IDS = "frame_ids"
 MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
+FRAME_SLICES = "frame_slices"  # (frame key, the frame's --slice-by values) of frames with masks to decode
 DUPLICATE_BUCKETS = 64
 WRITE_BUCKETS = 16  # files per table (before max_rows splits them) when rows are grouped to be written
 
@@ -104,6 +105,7 @@ class JoinOptions:
     mask_labels: MaskLabels | None = None
     decode: bool = False
     max_masks_per_frame: int = 256
+    slice_by: tuple[str, ...] = ()
 
 
 @chunk_gc
@@ -135,6 +137,12 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.line))
         if decode_here:
             out.append(beam.pvalue.TaggedOutput(PENDING_FRAMES, ((frame.shard, frame.line), frame_row(joined))))
+            if options.slice_by:
+                from transforms.slices import frame_slice_values
+                from transforms.validation import meta_texts
+
+                values = frame_slice_values(frame.doc.context_id, meta_texts([frame.doc.meta])[0], options.slice_by)
+                out.append(beam.pvalue.TaggedOutput(FRAME_SLICES, ((frame.shard, frame.line), values)))
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
             out.extend(beam.pvalue.TaggedOutput(MASK_REQUESTS, req) for req in requests)
@@ -235,6 +243,7 @@ class Joined(NamedTuple):
     duplicates: beam.PCollection      # TableRows of issues: the dataset-wide duplicate frame id check
     mask_requests: beam.PCollection   # MaskRequest of each mask to decode (decoding jobs only)
     pending_frames: beam.PCollection  # ((shard, line), frames row) of frames whose masks are decoded
+    frame_slices: beam.PCollection    # ((shard, line), the frame's --slice-by values) of those frames (with --slice-by)
 
 
 @dataclass
@@ -265,6 +274,7 @@ class JoinMasks(beam.PTransform):
             duplicates=duplicates,
             mask_requests=out | "JoinedMaskRequests" >> only(MASK_REQUESTS, MaskRequest),
             pending_frames=out | "JoinedPendingFrames" >> only(PENDING_FRAMES, typehints.Tuple[typehints.Tuple[str, int], tuple]),
+            frame_slices=out | "JoinedFrameSlices" >> only(FRAME_SLICES, typehints.Tuple[typehints.Tuple[str, int], typehints.Any]),
         )
 
 
@@ -338,6 +348,7 @@ class TableBranches(NamedTuple):
     decoded: Any = None  # masks.Decoded
     summary_extras: beam.PCollection | None = None  # (key, value) pairs merged into summary.json
     drift_rows: beam.PCollection | None = None  # TableRows of drift findings (with --baseline)
+    history: beam.PCollection | None = None  # one element: this run's history rows (transforms.history.compare_run)
 
 
 @dataclass
@@ -349,6 +360,7 @@ class WriteTables(beam.PTransform):
     tables: Sequence[str]
     run_info: writing.RunInfo
     storage_options: dict[str, Any] | None = None
+    keep_history: int = 30
     # False for runners that drop finish_bundle's outputs (see WriteGroupFn): rows are grouped before writing.
     bundle_outputs: bool = True
 
@@ -372,12 +384,16 @@ class WriteTables(beam.PTransform):
             (joined.rows, "WriteFrameRows", "CountFrameRows"),
             (decoded and decoded.label_summary, "WriteLabelSummary", "CountLabelSummary"),
             (decoded and decoded.measured, "WriteMeasured", "CountMeasured"),
+            (decoded and decoded.slice_summary, "WriteSliceSummary", "CountSliceSummary"),
         ]
         staging = writing.staging_dir(self.output, self.run_id)
         to_write = [(rows, write_label, count_label) for rows, write_label, count_label in to_write if rows is not None]
         extras = branches.summary_extras
         if extras is None:
             extras = joined.rows.pipeline | "NoSummaryExtras" >> beam.Create([]).with_output_types(typehints.Tuple[str, Any])
+        history = branches.history
+        if history is None:
+            history = joined.rows.pipeline | "NoHistoryRows" >> beam.Create([])
         if self.bundle_outputs:
             written, counted = [], []
             for rows, write_label, count_label in to_write:
@@ -387,7 +403,7 @@ class WriteTables(beam.PTransform):
             files = tuple(written) | "AllFiles" >> beam.Flatten()
             # Without defaults: CombineGlobally's default for an empty input is a side input; Gather copes with none.
             counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters).without_defaults()
-            gathered = {"files": files, "counts": counts, "extras": extras} | "GatherForPublish" >> Gather()
+            gathered = {"files": files, "counts": counts, "extras": extras, "history": history} | "GatherForPublish" >> Gather()
         else:
             # Rows are grouped for writing anyway, so all branches go through one grouping (on Dask
             # every GroupByKey is a shuffle over the sum of its inputs' partitions).
@@ -399,21 +415,31 @@ class WriteTables(beam.PTransform):
                 | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging, self.storage_options)).with_output_types(Tagged)
             )
             gathered = (
-                {"written": written, "extras": extras}
+                {"written": written, "extras": extras, "history": history}
                 | "GatherForPublish" >> Gather()
                 | "SplitWritten" >> beam.Map(_split_written).with_output_types(dict[str, list])
             )
-        output, run_id, tables, info, so = self.output, self.run_id, self.tables, self.run_info, self.storage_options
+        output, run_id, tables, info, so, keep = (self.output, self.run_id, self.tables, self.run_info, self.storage_options,
+                                                  self.keep_history)
         return gathered | "Publish" >> beam.Map(
-            lambda g: writing.publish(
-                output, run_id, g["files"], tables,
-                writing.build_summary(info, _sum_counters(g["counts"]), dict(g["extras"])), so, _write_report(output, so)),
-        )
+            lambda g: _publish(output, run_id, g["files"], tables, info, _sum_counters(g["counts"]), dict(g["extras"]),
+                               g["history"], keep, so))
 
 
 def _split_written(g: dict[str, list]) -> dict[str, list]:
     return {"files": [t.value for t in g["written"] if t.tag == "files"],
-            "counts": [t.value for t in g["written"] if t.tag == "counts"], "extras": g["extras"]}
+            "counts": [t.value for t in g["written"] if t.tag == "counts"], "extras": g["extras"], "history": g["history"]}
+
+
+def _publish(output: str, run_id: str, written: list, tables: Sequence[str], info: writing.RunInfo, counts, extras: dict,
+             history: list, keep_history: int, storage_options) -> dict:
+    """The summary, this run's history tables (carried forward from the previous run), then the atomic publish."""
+    from transforms.history import write_history
+
+    summary = writing.build_summary(info, counts, extras)
+    summary["published_at"] = writing.now_iso()
+    written = list(written) + write_history(output, run_id, summary, history[0] if history else None, keep_history, storage_options)
+    return writing.publish(output, run_id, written, tables, summary, storage_options, _write_report(output, storage_options))
 
 
 def _write_report(output: str, storage_options):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import apache_beam as beam
@@ -333,55 +332,17 @@ def label_totals(classes: Sequence[LabelSummary]) -> list[dict]:
             for s in classes[:TOP_LABELS]]
 
 
-def label_counts(classes: Sequence[LabelSummary]):
-    """This run's frames per label and colours per label, by presence, as drift compares them: a class
-    declared but never present is not in the run's distribution."""
-    from transforms.drift import LabelCounts
-
-    frames: dict[tuple[str, ...], int] = defaultdict(int)
-    colours: dict[tuple[str, ...], set] = defaultdict(set)
-    for s in classes:
-        if s.labels and s.frames_present:
-            frames[s.labels] += s.frames_present
-            colours[s.labels].add(tuple(s.rgb))
-    return LabelCounts(dict(frames), dict(colours), "label_summary")
+def fraction_hist(acc: LabelAccumulator, bins: int = 20) -> tuple[int, ...]:
+    """The class's non-zero pixel fractions (masks where present) in ``bins`` equal bins on [0, 1]: bin k holds
+    floor(BINS f) // (BINS / bins) = k, f = 1 in the last (the history table's and drift's histogram)."""
+    if BINS % bins:
+        raise ValueError(f"{BINS} bins do not split into {bins}")
+    if acc.exact is not None:
+        counts = np.bincount([_bin(f) * bins // BINS for f in acc.exact], minlength=bins)
+    else:
+        counts = acc.hist.reshape(bins, BINS // bins).sum(axis=1)
+    return tuple(int(c) for c in counts)
 
 
-def drift_against(items: Sequence[LabelSummary], baseline: str,
-                  storage_options: dict | None = None, max_drift: float | None = None) -> dict:
-    """This run's labels compared with an earlier run's output (see transforms.drift)."""
-    from transforms.drift import compare_label_counts, read_label_counts
-    from transforms.uris import redact_uri
-
-    result = compare_label_counts(label_counts(items), read_label_counts(baseline, storage_options), max_drift=max_drift)
-    return {"baseline": redact_uri(baseline), **result}
-
-
-# --- Beam ------------------------------------------------------------------------------------------------
-
-@dataclass
-class CompareLabels(beam.PTransform):
-    """The run's label items -> summary.json extras (per-label totals, drift against --baseline) and
-    the drift findings' issues rows."""
-
-    baseline: str | None = None
-    storage_options: dict | None = None
-    max_drift: float | None = None
-
-    def __post_init__(self):
-        super().__init__()
-
-    def expand(self, label_items):
-        from transforms.drift import drift_findings
-        from transforms.flattening import TableRows
-
-        extras = [
-            label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items))),
-            label_items | "LabelsOmitted" >> beam.Map(lambda items: ("labels_omitted", max(0, len(items) - TOP_LABELS))),
-        ]
-        drift_rows = None
-        if self.baseline:
-            drift = label_items | "CompareBaseline" >> beam.Map(drift_against, self.baseline, self.storage_options, self.max_drift)
-            drift_rows = drift | "DriftFindings" >> beam.Map(lambda result: TableRows("issues", drift_findings(result)))
-            extras.append(drift | "DriftSummary" >> beam.Map(lambda result: ("drift", result)))
-        return {"extras": tuple(extras) | "SummaryExtras" >> beam.Flatten(), "drift_rows": drift_rows}
+def fraction_hists(items: Iterable[tuple[LabelKey, LabelAccumulator]]) -> dict[LabelKey, tuple[int, ...]]:
+    return {key: fraction_hist(acc) for key, acc in items}

@@ -10,8 +10,8 @@ def verdict(summary: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[s
 
     ``fail_on`` error counts error findings, warning counts warnings too; more than ``max_errors``
     of them fails. ``max_error_rate`` fails when the share of invalid records (frames with an error,
-    plus records that are no frame at all) exceeds it. Drift beyond --max-drift fails on its own
-    (it is also an error finding).
+    plus records that are no frame at all) exceeds it. A drift value beyond its --max-drift threshold fails on
+    its own (it is also an error finding).
     """
     findings = summary["findings"]
     fail_on = parameters.get("fail_on", "error")
@@ -27,8 +27,12 @@ def verdict(summary: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[s
     rate = invalid / records if records else 0.0
     if rate_limit is not None and rate > rate_limit:
         reasons.append(f"{rate:.2%} of records invalid > --max-error-rate {rate_limit:.2%}")
-    distribution = (summary.get("drift") or {}).get("distribution") or {}
-    if distribution.get("exceeded"):
-        # A threshold of its own: --max-errors does not excuse it.
-        reasons.append(f"label drift {distribution['distance']:.4f} > --max-drift {distribution['max_drift']}")
+    # Drift thresholds are thresholds of their own: --max-errors does not excuse a breach.
+    drift = summary.get("drift") or {}
+    for b in drift.get("breaches", ()):
+        reasons.append(f"label drift {b['metric']} {b['value']:.4f} > --max-drift {b['metric']}={b['threshold']:g}")
+    for s in drift.get("slices", ()):
+        for b in s.get("breaches", ()):
+            reasons.append(f"label drift in slice {s['slice_key']}={s['slice_value']}: {b['metric']} {b['value']:.4f} "
+                           f"> --max-drift {b['metric']}={b['threshold']:g}")
     return {"passed": not reasons, "reasons": reasons, "error_rate": rate, "failing_findings": failing}

@@ -181,7 +181,7 @@ def _complete_run_folder(fs, output: str, run: str, run_id: str, written: Iterab
     if fs.exists(incoming):
         fs.rm(incoming, recursive=True)
     summary = {**summary, "tables": row_counts, "run_id": run_id, "run_folder": f"{RUNS_DIR}/{run_id}", "files": files,
-               "published_at": now_iso()}
+               "published_at": summary.get("published_at") or now_iso()}  # given: the time history rows carry
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     with fs.open(join_path(run, SUMMARY_FILE), "wb") as f:
         f.write(text)
