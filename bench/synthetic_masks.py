@@ -44,7 +44,7 @@ def blob_labels(seed: int, n_labels: int = 8, width: int = WIDTH, height: int = 
 def polygon_labels(seed: int, n_labels: int = 8, width: int = WIDTH, height: int = HEIGHT, polygons: int = 60) -> np.ndarray:
     """Random polygons (3-12 vertices, 20-600 px across) of labels 1..n-1 over label 0, drawn by Pillow.
 
-    Every label 1..n-1 is drawn at least once, so all n are present."""
+    All n labels are present: one hidden under later polygons gets a small square on top."""
     rng = random.Random(seed)
     image = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(image)
@@ -60,7 +60,12 @@ def polygon_labels(seed: int, n_labels: int = 8, width: int = WIDTH, height: int
             vertices.append((angle, cx + r * np.cos(angle), cy + r * np.sin(angle)))
         vertices.sort()  # by angle: a star-shaped polygon, edges at every slope
         draw.polygon([(x, y) for _, x, y in vertices], fill=label)
-    return np.asarray(image)
+    labels = np.asarray(image).copy()
+    missing = sorted(set(range(n_labels)) - set(np.unique(labels).tolist()))
+    for k, label in enumerate(missing):  # covered by later polygons: a small square on top, apart from the others
+        x, y = 40 + 60 * k, 40 + 30 * k
+        labels[y : y + 24, x : x + 24] = label
+    return labels
 
 
 def class_table(n: int, seed: int = 150) -> list[tuple[int, int, int]]:

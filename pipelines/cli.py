@@ -100,6 +100,9 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
     if job.decode:
         for name, value in MALLOC_THRESHOLDS.items():
             os.environ.setdefault(name, value)  # a value the user set wins
+    from transforms.uris import install_log_redaction
+
+    install_log_redaction()  # every log line goes through the one redaction function
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The local job service relays every worker's start-up chatter as warnings; real failures still raise.
     logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
@@ -111,7 +114,7 @@ def _run_job(parser: argparse.ArgumentParser, args: argparse.Namespace, beam_fla
     try:
         summary = run_job(job, beam_flags, show_progress=not job.quiet)
     except InputError as e:
-        print(f"framebeam: {e}", file=sys.stderr)
+        print(f"framebeam: {redact_uri(str(e))}", file=sys.stderr)
         return EXIT_MISUSE
     except Exception as e:  # noqa: BLE001 - storage down, runner failure: a scheduler must see 2, not 1
         logging.getLogger("framebeam").debug("run failed", exc_info=True)

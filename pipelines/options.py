@@ -19,12 +19,15 @@ ALL_CORES = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # Starting Beam's worker processes costs ~2.5 s (a 1-frame convert: 4.6 s with them, 2.2 s without), so
 # small jobs finish sooner in one process: measured, 24 MB of frames converted in 3.3 s in-process and
-# 5.4 s on all cores (break-even near 100 MB), the sample `run` (37 KB) in 2.8 s against 5.4 s. Decoding
-# costs ~20 ms (1080p) to ~100 ms (4K) per mask whatever the frames weigh: a second core wins back the
-# ~2.5 s from ~250 (1080p) or ~50 (4K) masks, i.e. ~50-250 KB of frames, so decoding jobs stay in one
-# process only up to 64 KB.
+# 5.4 s on all cores (break-even near 100 MB), the sample `run` (37 KB) in 2.8 s against 5.4 s. A mask
+# costs a worker ~28 ms (1080p) before the numba kernel and ~15 ms with it (decode + stats + RLE went from
+# ~23 ms to ~0.75x pyspng's ~14 ms decode, docs/PERFORMANCE.md; ~5 ms is Beam, rows and Parquet), ~4x
+# that at 4K, whatever the frames weigh: a second core wins back the ~2.5 s from ~330 (1080p) or ~85 (4K)
+# masks, i.e. ~100-500 KB of frames (0.3-1.5 KB a frame), so decoding jobs stay in one process up to 128 KB
+# (64 KB before the kernel). An estimate from those per-mask costs: the machine was too loaded (load
+# average 20+) to time the break-even itself.
 IN_PROCESS_MAX_BYTES = 32 * 1024 * 1024
-IN_PROCESS_MAX_BYTES_DECODING = 64 * 1024
+IN_PROCESS_MAX_BYTES_DECODING = 128 * 1024
 
 COMMANDS = ("convert", "validate", "run")
 
@@ -49,11 +52,15 @@ class JobOptions:
     max_json_depth: int = 64
     max_masks_per_frame: int = 256
     mask_decode_timeout: float = 60.0
+    max_mask_bytes: int = 256 * 1024 * 1024
     colour_tolerance: int = 0
     crop_png: bool = False
     allow_http: bool = False
     allow_uri_prefixes: tuple[str, ...] = ()
     min_label_frames: int = 5
+    shape_stats: bool = True
+    min_component_pixels: int = 4
+    max_outside_roi: float = 0.005
     max_errors: int = 0
     fail_on: str = "error"
     max_error_rate: float | None = None
@@ -71,7 +78,9 @@ class JobOptions:
         d["allow_uri_prefixes"] = list(self.allow_uri_prefixes)
         d["max_drift"] = self.drift_thresholds()
         d["slice_by"] = list(self.slice_by)
-        return d
+        from transforms.uris import redact_value
+
+        return redact_value(d)  # URLs given as flags (--mask-labels, --baseline, ...) may carry user-info
 
     def drift_thresholds(self) -> dict[str, float]:
         """--max-drift as {metric: threshold}; a metric given twice keeps the last value."""
@@ -101,7 +110,9 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--max-masks-per-frame", type=_positive_int, default=256, metavar="N",
                             help="Decode at most N masks per frame (default 256); a frame with more gets a too_many_masks error.")
         parser.add_argument("--mask-decode-timeout", type=_positive_float, default=60.0, metavar="SECONDS",
-                            help="Time limit per mask for decoding and statistics (default 60); over it: mask_decode_timeout.")
+                            help="Time limit per mask for reading, decoding and statistics (default 60); over it: mask_decode_timeout.")
+        parser.add_argument("--max-mask-bytes", type=_positive_int, default=256 * 1024 * 1024, metavar="N",
+                            help="Read at most N bytes of a mask file (default 256 MiB = 268435456); larger: mask_file_too_large.")
         parser.add_argument("--colour-tolerance", type=_byte, default=0, metavar="N",
                             help="Assign a pixel to the nearest declared colour within N per channel (default 0: exact; for lossy masks).")
         parser.add_argument("--crop-png", action="store_true", help="Also store each crop as 1-bit PNG bytes in crops.png.")
@@ -110,6 +121,13 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             help="Only read mask URIs under this prefix (repeatable).")
         parser.add_argument("--min-label-frames", type=_positive_int, default=5, metavar="N",
                             help="Warn about labels seen in fewer frames (default 5).")
+        parser.add_argument("--no-shape-stats", dest="shape_stats", action="store_false",
+                            help="Skip the shape columns of label_stats (components, holes, component sizes) and mask_speckle; "
+                                 "pixels_outside_roi is still measured.")
+        parser.add_argument("--min-component-pixels", type=_positive_int, default=4, metavar="N",
+                            help="A component (8-connected) smaller than N pixels is a speck: an info finding mask_speckle (default 4).")
+        parser.add_argument("--max-outside-roi", type=_fraction, default=0.005, metavar="FRACTION",
+                            help="Warn (mask_outside_roi) when more than this fraction of a colour's pixels lie outside its ROI's poly (default 0.005).")
         parser.add_argument("--baseline", metavar="previous|DIR",
                             help="Compare labels with `previous` (the previous complete run into the same --output, from its "
                                  "history) or an earlier run's output folder: drift values in summary.json, labels that "
@@ -147,11 +165,15 @@ def job_options_from_args(command: str, args: argparse.Namespace) -> JobOptions:
         max_json_depth=args.max_json_depth,
         max_masks_per_frame=getattr(args, "max_masks_per_frame", 256),
         mask_decode_timeout=getattr(args, "mask_decode_timeout", 60.0),
+        max_mask_bytes=getattr(args, "max_mask_bytes", 256 * 1024 * 1024),
         colour_tolerance=getattr(args, "colour_tolerance", 0),
         crop_png=getattr(args, "crop_png", False),
         allow_http=getattr(args, "allow_http", False),
         allow_uri_prefixes=tuple(getattr(args, "allow_uri_prefixes", ())),
         min_label_frames=getattr(args, "min_label_frames", 5),
+        shape_stats=getattr(args, "shape_stats", True),
+        min_component_pixels=getattr(args, "min_component_pixels", 4),
+        max_outside_roi=getattr(args, "max_outside_roi", 0.005),
         max_errors=getattr(args, "max_errors", 0),
         fail_on=getattr(args, "fail_on", "error"),
         max_error_rate=getattr(args, "max_error_rate", None),

@@ -128,7 +128,7 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
     rate = f" ({summary['frames'] / elapsed:,.0f} frames/s)" if elapsed and summary["frames"] else ""
     lines = [
         f"framebeam {job.command}: {summary['frames']:,} frames ({summary['valid_frames']:,} valid), "
-        f"{f['error']:,} errors, {f['warning']:,} warnings in {elapsed:.1f} s{rate}",
+        f"{f['error']:,} errors, {f['warning']:,} warnings, {f.get('info', 0):,} info in {elapsed:.1f} s{rate}",
     ]
     by_code = sorted(summary["findings_by_code"].items(), key=lambda kv: (-kv[1]["count"], kv[0]))
     if by_code:

@@ -9,6 +9,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The storage clients probe cloud metadata servers when they find no credentials: botocore asks EC2's
+# IMDS (169.254.169.254) and google-auth pings the GCE metadata server. Tests never do (docs/STORAGE.md).
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+os.environ["NO_GCE_CHECK"] = "true"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_storage_memory():
+    """Endpoints found unreachable and credential look-ups are remembered per process: not across tests."""
+    from transforms.storage import forget_unreachable
+
+    forget_unreachable()
+    yield
+    forget_unreachable()
+
 # Fast in-process runner for most tests; `parallel_flags` exercises worker processes (pickling).
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 PARALLEL = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]

@@ -346,3 +346,101 @@ def s3_through_proxy(moto_s3: MotoS3, s3_proxy: FaultProxy, monkeypatch: pytest.
     yield s3_proxy
     s3_proxy.arm(FaultPlan())
     forget_cached_filesystems()
+
+
+# --- a hostile HTTP server: redirects, error statuses, endless and trickling bodies ------------------
+
+
+@dataclass
+class Route:
+    """What the server answers for one path: a status (with a body), a redirect, or a body sent
+    endlessly or one byte per ``trickle_s`` seconds (both bounded by ``max_seconds``)."""
+
+    status: int = 200
+    body: bytes = b""
+    location: str | None = None
+    endless: bool = False
+    trickle_s: float | None = None
+    fail_first: int = 0  # answer 503 this many times first
+    max_seconds: float = 20.0
+
+
+@dataclass
+class HostileHttp:
+    """A loopback HTTP server whose routes a test sets; records every path requested."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)
+    port: int = 0
+    server: object = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def paths_requested(self) -> list[str]:
+        return list(self.requests)
+
+
+def _hostile_handler(state: HostileHttp):
+    import time as _time
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            state.requests.append(self.path)
+            route = state.routes.get(self.path.split("?", 1)[0])
+            if route is None:
+                return self._answer(404, b"not found")
+            if route.fail_first > 0:
+                route.fail_first -= 1
+                return self._answer(503, b"busy")
+            if route.location is not None:
+                self.send_response(route.status)
+                self.send_header("Location", route.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if route.endless or route.trickle_s is not None:
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                started = _time.monotonic()
+                chunk = b"\x00" * (64 * 1024) if route.endless else b"\x89"
+                try:
+                    while _time.monotonic() - started < route.max_seconds:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        if route.trickle_s:
+                            _time.sleep(route.trickle_s)
+                except OSError:
+                    pass  # the client hung up: what a bounded reader does
+                self.close_connection = True
+                return
+            self._answer(route.status, route.body)
+
+        def _answer(self, status: int, body: bytes):
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@pytest.fixture
+def hostile_http() -> Iterator[HostileHttp]:
+    state = HostileHttp()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _hostile_handler(state))
+    server.daemon_threads = True
+    state.port, state.server = server.server_address[1], server
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -310,3 +310,14 @@ def test_shell_scripts_are_strict():
         text = (DEPLOY / script).read_text()
         assert "set -euo pipefail" in text, f"deploy/{script}: add set -euo pipefail"
         assert os.access(DEPLOY / script, os.X_OK), f"deploy/{script}: chmod +x"
+
+
+def test_dockerfile_ships_the_mask_kernel_compiled():
+    """The image warms numba's cache (generic CPU, a fixed writable folder) after installing framebeam; the
+    CI layer check does the same warm-up (tests/test_kernel.py checks a warmed cache needs no compile)."""
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "NUMBA_CACHE_DIR=/opt/framebeam/numba-cache" in dockerfile and "NUMBA_CPU_NAME=generic" in dockerfile
+    install = dockerfile.index("python -m pip install --no-cache-dir --no-deps .")
+    assert dockerfile.index('from transforms.kernel import warm; warm()') > install
+    assert "chmod -R a+rwX /opt/framebeam/numba-cache" in dockerfile
+    assert "from transforms.kernel import warm; warm()" in (DEPLOY / "check_python_layer.sh").read_text()

@@ -271,6 +271,20 @@ def test_history_with_a_class_table(drawn: list[Path], tmp_path: Path) -> None:
         check_run_against_numpy(out, run["run_id"], refs[i], refs[i - 1] if i else None)
 
 
+def test_history_carries_label_summary_values(three_runs: Path) -> None:
+    """The last run's history rows hold its label_summary's values (one colour per label here), shape means included."""
+    columns = ["masks_present", "total_pixels", "pixel_fraction_mean", "pixel_fraction_p50", "pixel_fraction_p95",
+               "components_mean", "holes_mean"]
+    summary = json.loads((three_runs / "summary.json").read_text())
+    want = {r[0][0]: r[1:] for r in query(f"SELECT labels, {', '.join(columns)} FROM {table(three_runs, 'label_summary')}")}
+    got = {r[0][0]: r[1:] for r in query(f"SELECT labels, {', '.join(columns)} FROM {table(three_runs, 'history')} "
+                                         f"WHERE run_id = '{summary['run_id']}' AND slice_key IS NULL")}
+    assert got.keys() == want.keys()
+    for label in want:
+        assert got[label] == pytest.approx(want[label], nan_ok=True), label
+    assert any(v[-2] is not None for v in got.values())  # the shape columns are measured
+
+
 def test_finding_counts_of_each_run(three_runs: Path) -> None:
     summary = json.loads((three_runs / "summary.json").read_text())
     last = runs_rows(three_runs)[-1]
@@ -368,7 +382,7 @@ def comparable(rows: list[dict]) -> list[tuple]:
     """History rows without what differs between two runs of the same data (ids, times), floats rounded."""
     def norm(v):
         return round(v, 12) if isinstance(v, float) else (tuple(v) if isinstance(v, list) else v)
-    return sorted(tuple(norm(v) for k, v in sorted(r.items()) if k not in RUN_COLUMNS) for r in rows)
+    return sorted((tuple(norm(v) for k, v in sorted(r.items()) if k not in RUN_COLUMNS) for r in rows), key=repr)
 
 
 def local_history(out: Path) -> tuple[list[dict], list[dict]]:

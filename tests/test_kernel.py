@@ -468,3 +468,35 @@ def test_hostile_and_random_inputs_stay_in_bounds_with_numba_boundscheck():
              "-k", "damaged or refused or reference and not large and not boundscheck"],
             env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- the compiled code is cached, as the image ships it
+
+
+@pytest.mark.slow
+def test_a_warmed_cache_serves_every_signature_a_run_uses_without_compiling(tmp_path):
+    """deploy/Dockerfile's warm-up (kernel.warm with NUMBA_CPU_NAME=generic into NUMBA_CACHE_DIR), then a
+    fresh process analysing PNGs of every layout, Pillow formats and uint16 label images: no compile."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CPU_NAME": "generic", "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", "from transforms.kernel import warm; warm()"], env=env, check=True, timeout=900)
+    child = r"""
+import io, json, numpy as np
+from PIL import Image
+from transforms import kernel
+from transforms.statistics import analyse_mask_bytes
+kernel.load()
+rgb = np.random.default_rng(0).integers(0, 3, (30, 40, 3)).astype(np.uint8) * 90
+images = [Image.fromarray(rgb), Image.fromarray(rgb).convert("RGBA"), Image.fromarray(rgb).convert("L"),
+          Image.fromarray(rgb).convert("LA"), Image.fromarray(rgb).quantize(3), Image.fromarray(rgb[..., 0] > 50)]
+for image, fmt in [(i, "PNG") for i in images] + [(images[0], "BMP"), (images[0], "WEBP")]:
+    buffer = io.BytesIO(); image.save(buffer, format=fmt)
+    for n in (3, 300):
+        colours = [(0, 0, 0), (90, 90, 90)] + [(1, i // 256, i % 256) for i in range(n - 2)]
+        analyse_mask_bytes(buffer.getvalue(), colours, 0, rle=True, png=True)
+        analyse_mask_bytes(buffer.getvalue(), colours, 5, rle=True)
+misses = {name: dict(f.stats.cache_misses) for name, f in vars(kernel).items() if hasattr(f, "stats") and f.stats.cache_misses}
+print(json.dumps(misses, default=str))
+"""
+    out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=900, cwd="/")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "{}", f"compiled at run time (not warmed): {out.stdout}"

@@ -46,8 +46,8 @@ def test_one_file_is_read_and_decoded_once_for_many_frames(tmp_path, monkeypatch
     import transforms.masks as masks
 
     calls = []
-    real = masks.read_bytes  # analyse_group decodes exactly what it read, once
-    monkeypatch.setattr(masks, "read_bytes", lambda uri, so=None: calls.append(uri) or real(uri, so))
+    real = masks.read_mask  # analyse_group decodes exactly what it read, once
+    monkeypatch.setattr(masks, "read_mask", lambda uri, **kw: calls.append(uri) or real(uri, **kw))
     (tmp_path / "m.png").write_bytes(png_bytes(blob_mask()))
     write_frames(tmp_path / "f.jsonl", [frame(f"f{i}", "m.png", {"car": RED, "road": GREEN}) for i in range(25)])
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(tmp_path / "out"), "--quiet") == 0

@@ -10,6 +10,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from transforms.joining import MaskLabels
 from transforms.summary import (
@@ -18,6 +20,7 @@ from transforms.summary import (
     LabelSummaryFn,
     RunCounts,
     RunCountsFn,
+    ValueCounts,
     label_summary_rows,
     resolve_labels,
     summarise,
@@ -168,3 +171,48 @@ def test_accumulator_state_is_bounded_for_common_classes() -> None:
 def test_empty_run() -> None:
     assert summarise([], [], None) == []
     assert RunCounts().masks == 0
+
+
+# --- components and holes (shape columns) ---------------------------------------------------------------
+
+def shape_events(n: int, seed: int) -> list[tuple]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        pixels = rng.choice([0, 0, 5, 100, 2000])
+        shapes = (rng.choice([1, 1, 2, 3, 7, 40]), rng.choice([0, 0, 0, 1, 5])) if pixels else (None, None)
+        out.append((KEY, ("mask", pixels / 10_000, pixels, (0, 0, 10, 5) if pixels else None, True, *shapes)))
+    return out
+
+
+def test_components_and_holes_mean_and_exact_p95_whatever_the_merge_order() -> None:
+    evs = shape_events(777, seed=11)
+    components = [e[5] for _, e in evs if e[2]]
+    holes = [e[6] for _, e in evs if e[2]]
+    results = set()
+    for seed in range(3):
+        acc = combine(LabelSummaryFn(), [e for _, e in evs], random.Random(seed), parts=1 + 2 * seed)
+        (s,) = resolve_labels([(KEY, acc)], RunCounts())
+        results.add((s.components_mean, s.components_p95, s.holes_mean, s.holes_p95))
+    assert len(results) == 1
+    c_mean, c_p95, h_mean, h_p95 = results.pop()
+    assert c_mean == pytest.approx(np.mean(components)) and h_mean == pytest.approx(np.mean(holes))
+    assert c_p95 == int(np.quantile(components, 0.95, method="inverted_cdf"))
+    assert h_p95 == int(np.quantile(holes, 0.95, method="inverted_cdf"))
+    row = label_summary_rows([s for s in summarise(evs)])[0]
+    assert list(row[-4:]) == [c_mean, c_p95, h_mean, h_p95]
+
+
+@given(st.lists(st.integers(0, 60), min_size=1, max_size=300), st.integers(1, 99))
+def test_value_counts_quantile_is_numpys_inverted_cdf(values, percent) -> None:
+    counts, half = ValueCounts(), ValueCounts()
+    for i, v in enumerate(values):
+        (counts if i % 2 else half).add(v)
+    counts.merge(half)
+    assert counts.quantile(percent) == int(np.quantile(values, percent / 100, method="inverted_cdf"))
+
+
+def test_unmeasured_shapes_give_nulls() -> None:
+    evs = [(KEY, ("mask", 0.5, 10, (0, 0, 2, 5), True, None, None)), (KEY, ("mask", 0.5, 10, (0, 0, 2, 5), True))]
+    (s,) = summarise(evs)
+    assert (s.components_mean, s.components_p95, s.holes_mean, s.holes_p95) == (None, None, None, None)

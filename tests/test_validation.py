@@ -146,11 +146,12 @@ def test_unknown_top_level_keys_are_kept_in_extra():
     assert plain.extra is None or "saved" not in plain.extra
 
 
-def test_json_documents_over_the_limit_are_refused_not_loaded(tmp_path):
+def test_json_documents_larger_than_the_fast_path_are_streamed_with_the_same_records(tmp_path):
     from transforms.reading import iter_shard
 
     path = tmp_path / "export.json"
     path.write_text("[" + ",".join([BASE_RAW.decode()] * 50) + "]")
-    records = list(iter_shard(str(path), ReadLimits(max_document_bytes=1000)))
-    assert [(r.line, r.problem.code) for r in records] == [(1, "record_too_large")]
-    assert len(list(iter_shard(str(path)))) == 50
+    whole = [r.data for r in iter_shard(str(path))]
+    streamed = list(iter_shard(str(path), ReadLimits(fast_document_bytes=1000)))
+    assert len(whole) == 50 and all(r.problem is None for r in streamed)
+    assert [orjson.loads(r.data) for r in streamed] == [orjson.loads(d) for d in whole]

@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 ERROR = "error"
 WARNING = "warning"
+INFO = "info"  # counted and shown, never fails a run whatever --fail-on says (transforms/verdict.py)
+SEVERITIES = (ERROR, WARNING, INFO)
 
 
 class CodeInfo(NamedTuple):
@@ -57,10 +59,14 @@ CODES: dict[str, CodeInfo] = {
     "mask_too_large": CodeInfo(ERROR, "The mask has more pixels than --max-mask-pixels; refused before decoding."),
     "mask_unsupported_mode": CodeInfo(ERROR, "The mask's pixel format cannot be represented exactly as 8-bit RGB (16-bit, CMYK, ...)."),
     "mask_size_mismatch": CodeInfo(ERROR, "The mask's size differs from the declared width/height of its mask entry or source."),
-    "mask_decode_timeout": CodeInfo(ERROR, "Decoding the mask took (or would take) longer than --mask-decode-timeout seconds."),
+    "mask_decode_timeout": CodeInfo(ERROR, "Reading and decoding the mask took (or would take) longer than --mask-decode-timeout seconds."),
+    "mask_file_too_large": CodeInfo(ERROR, "The mask file has more bytes than --max-mask-bytes; the read stopped there."),
     "too_many_masks": CodeInfo(ERROR, "The frame references more masks than --max-masks-per-frame; those beyond the limit are not decoded."),
     "mask_colour_absent": CodeInfo(WARNING, "A colour an ROI declared for the mask has no pixels in it (classes of the --mask-labels table may be absent: they are never this warning)."),
     "mask_undeclared_pixels": CodeInfo(WARNING, "The mask has pixels in colours nobody declared (void, seams, a wrong class table)."),
+    # Mask shape quality (docs/SHAPES.md)
+    "mask_outside_roi": CodeInfo(WARNING, "More of a colour's pixels lie outside its ROI's poly than --max-outside-roi (default 0.5%) of them."),
+    "mask_speckle": CodeInfo(INFO, "A label has components (8-connected) smaller than --min-component-pixels (default 4): specks, common in real annotations."),
     # Video masks
     "video_timestamp_out_of_range": CodeInfo(ERROR, "The mask timestamp is negative or past the end of the mask video."),
     "video_corrupt": CodeInfo(ERROR, "The mask video could not be opened or decoded."),
@@ -102,6 +108,8 @@ def findings_markdown() -> str:
         "",
         "Generated from `transforms/findings.py` by `python -m transforms.findings > docs/FINDINGS.md`; do not edit by hand.",
         "Every row of the `issues` table has one of these codes. Codes are stable: alert and filter on them.",
+        "Severities: `error` fails `validate` (and marks the frame invalid); `warning` fails it only with `--fail-on warning`;",
+        "`info` is counted in `summary.json` and the report but never fails a run, whatever `--fail-on` says.",
         "",
         "| code | severity | meaning |",
         "| --- | --- | --- |",

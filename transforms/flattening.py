@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from transforms.findings import ERROR, Finding
+from transforms.findings import ERROR, WARNING, Finding
 from transforms.content_types import infer_content_type
 from transforms.joining import JoinedFrame
 from transforms.reading import RawRecord
@@ -75,16 +75,20 @@ def finding_row(shard: str | None, line: int | None, frame_id: str | None, f: Fi
 
 
 def record_problem_row(shard: str, rec: RawRecord, finding: Finding) -> Row:
-    """An issues row for a record that could not become a frame (it keeps the raw text)."""
+    """An issues row for a record that could not become a frame (it keeps the raw text). An element of
+    a .json array also says where it starts: its index is the row's line, its byte offset is told here."""
+    if rec.offset is not None and "byte offset" not in finding.message:
+        finding = Finding(finding.code, finding.path, f"{finding.message} (array element {rec.line}, byte offset {rec.offset:,})")
     return finding_row(shard, rec.line, None, finding, raw_text(rec.data) if rec.data else None)
 
 
 def count_severities(findings: Iterable[Finding]) -> tuple[int, int]:
+    """(errors, warnings); info findings are neither."""
     errors = warnings = 0
     for f in findings:
         if f.severity == ERROR:
             errors += 1
-        else:
+        elif f.severity == WARNING:
             warnings += 1
     return errors, warnings
 

@@ -40,6 +40,9 @@ class Declaration(NamedTuple):
     labels: tuple[str, ...]
     roi_index: int | None  # None when it comes from the --mask-labels table
     table_key: str | None = None
+    # The flat polys of the ROIs declaring the colour (one per ROI), for pixels_outside_roi; None when
+    # any of them has none (then nobody says where the colour's pixels belong) or from --mask-labels.
+    polys: tuple[tuple[float, ...], ...] | None = None
 
 
 class RoiJoin(NamedTuple):
@@ -249,7 +252,8 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
         joins.append(RoiJoin(sources[key[0]].masks[key[1]].id, rule, class_labels))
         rules.setdefault(key, rule)
         if roi.mask.value is not None:
-            decls.setdefault(key, []).append(Declaration(tuple(roi.mask.value), tuple(class_labels), ri))
+            polys = (tuple(roi.poly),) if roi.poly else None
+            decls.setdefault(key, []).append(Declaration(tuple(roi.mask.value), tuple(class_labels), ri, polys=polys))
 
     if seed_rois:
         findings.append(Finding(
@@ -279,13 +283,20 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
 
 
 def _dedupe(declared: list[Declaration], path: str, findings: list[Finding]) -> list[Declaration]:
-    """One declaration per colour; the same colour with different labels is a conflict."""
+    """One declaration per colour; the same colour with different labels is a conflict.
+
+    ROIs repeating a colour with the same labels (instances of one class in a semantic mask) become
+    one declaration (the first ROI's index) holding all their polys.
+    """
     by_rgb: dict[tuple[int, int, int], Declaration] = {}
     for d in declared:
         first = by_rgb.get(d.rgb)
         if first is None:
             by_rgb[d.rgb] = d
-        elif set(first.labels) != set(d.labels):
+        elif set(first.labels) == set(d.labels):
+            polys = first.polys + d.polys if first.polys is not None and d.polys is not None else None
+            by_rgb[d.rgb] = first._replace(polys=polys)
+        else:
             findings.append(Finding(
                 "mask_colour_conflict", f"/rois/{d.roi_index}/mask/value",
                 f"Colour {list(d.rgb)} of mask {path} is declared as {list(first.labels)} by ROI {first.roi_index} and as "

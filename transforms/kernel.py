@@ -555,6 +555,19 @@ def _rle_to_string(counts, m, chars, p):
     return p
 
 
+def load() -> None:
+    """Load (or compile) the kernel signatures every mask job uses: what a worker's decode step calls in
+    its set-up, so the first mask's --mask-decode-timeout does not pay for it (~1 s from the on-disk
+    cache, mostly numba's own start-up; see bench/first_mask_bench.py)."""
+    declared = np.array([[0, 0, 7], [1, 2, 3]], dtype=np.int64)
+    packed = np.array([[7, 7], [(1 << 16) | (2 << 8) | 3, 9]], dtype=np.uint32)
+    result = classify_packed(packed, declared, 0)
+    lab, acc, keys, table_labels, counts = start_pass(1, 2, declared)
+    scanline = np.array([1, 0, 0, 7, 0, 0, 0], dtype=np.uint8)  # Sub filter, two RGB pixels
+    png_pass(scanline, 1, 2, RGB8, 8, np.zeros(256, np.uint32), False, lab, keys, table_labels, counts, declared, 0, 255, acc, 2)
+    rle_strings(result.labels, np.array([[0, 0, 2, 1], [0, 1, 1, 2]], dtype=np.int64))
+
+
 def warm() -> None:
     """Compile (or load from the on-disk cache) every kernel signature the product calls.
 
@@ -573,3 +586,6 @@ def warm() -> None:
     from transforms.decoding import _warm_png_kernels
 
     _warm_png_kernels()
+    from transforms import shapes  # the shape columns' passes over the label image
+
+    shapes.warm()

@@ -28,14 +28,14 @@ from apache_beam import typehints as th
 
 from transforms import progress
 from transforms.decoding import DecodeDeadline, MaskDecodeError, open_mask
-from transforms.findings import ERROR, Finding
+from transforms.findings import ERROR, INFO, Finding
 from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
-from transforms.joining import MaskLabels
+from transforms.joining import Declaration, MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.portable import MAIN, Gather, Tagged, only, tag_outputs
-from transforms.statistics import analyse_mask
+from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
-from transforms.storage import open_binary, permanent_error_code, read_bytes
+from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
 from transforms.summary import LabelSummaryFn, RunCountsFn, fraction_hists, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
 
@@ -55,11 +55,17 @@ class DecodeOptions:
     min_label_frames: int = 5
     video_segment_ms: int = 5_000
     mask_decode_timeout: float = 60.0
+    max_mask_bytes: int = 256 * 1024 * 1024
     slice_by: tuple[str, ...] = ()
+    shape_stats: bool = True          # components, holes, component sizes, mask_speckle
+    min_component_pixels: int = 4     # smaller components are specks
+    max_outside_roi: float = 0.005    # mask_outside_roi above this fraction of a colour's pixels
 
     def __post_init__(self):
         if self.video_segment_ms <= 0:
             raise ValueError(f"video_segment_ms must be positive, got {self.video_segment_ms}")
+        if self.min_component_pixels < 1:
+            raise ValueError(f"min_component_pixels must be positive, got {self.min_component_pixels}")
 
     @classmethod
     def from_job(cls, job) -> "DecodeOptions":
@@ -67,7 +73,9 @@ class DecodeOptions:
             max_mask_pixels=job.max_mask_pixels, colour_tolerance=job.colour_tolerance, crop_png=job.crop_png,
             policy=UriPolicy(tuple(job.allow_uri_prefixes), job.allow_http),
             storage_options=job.storage_options or None, min_label_frames=job.min_label_frames,
-            mask_decode_timeout=job.mask_decode_timeout, slice_by=tuple(job.slice_by),
+            mask_decode_timeout=job.mask_decode_timeout, slice_by=tuple(job.slice_by), shape_stats=job.shape_stats,
+            min_component_pixels=job.min_component_pixels, max_outside_roi=job.max_outside_roi,
+            max_mask_bytes=getattr(job, "max_mask_bytes", 256 * 1024 * 1024),
         )
 
 
@@ -93,6 +101,68 @@ def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
     return RequestResult({"masks": [row], "issues": [issue]}, req.frame_key, 1, 0, [])
 
 
+def label_image(analysis: MaskAnalysis, packed: "np.ndarray | MaskPixels", colours: list, tolerance: int) -> np.ndarray:
+    """The label image shapes are measured on (contract: transforms/shapes.py): the one-pass kernel's."""
+    if analysis.labels is not None:
+        return analysis.labels
+    from transforms.shapes import label_image_from_packed  # an analysis made without the kernel
+
+    return label_image_from_packed(packed, [pack_rgb(c) for c in colours], tolerance)
+
+
+class MaskShapes(NamedTuple):
+    stats: Any | None   # shapes.ShapeStats when shape statistics are on
+    runs: Any           # shapes.Runs: what pixels_outside_roi counts on
+
+
+def measure_shapes(analysis: MaskAnalysis, packed: "np.ndarray | MaskPixels", colours: list, options: DecodeOptions) -> MaskShapes:
+    from transforms.shapes import label_runs, shape_stats
+
+    labels = label_image(analysis, packed, colours, options.colour_tolerance)
+    if options.shape_stats:
+        stats = shape_stats(labels, len(colours), options.min_component_pixels)
+        return MaskShapes(stats, stats.runs)
+    return MaskShapes(None, label_runs(labels, len(colours)))
+
+
+def shape_columns(shapes: MaskShapes, index: int, decl: Declaration, colour, width: int, options: DecodeOptions) -> tuple:
+    """label_stats' components, holes, largest/smallest_component_pixels and pixels_outside_roi."""
+    from transforms.shapes import pixels_outside
+
+    if shapes.stats is not None and colour.pixel_count:
+        s = shapes.stats
+        measured = (int(s.components[index]), int(s.holes[index]), int(s.largest[index]), int(s.smallest[index]))
+    else:
+        measured = (None, None, None, None)
+    outside = None
+    if decl.polys is not None:
+        outside = pixels_outside(shapes.runs, index, colour.pixel_count, colour.bbox, decl.polys, width)
+    return (*measured, outside)
+
+
+def shape_findings(req: MaskRequest, shapes: MaskShapes, index: int, decl: Declaration, colour, outside: int | None,
+                   options: DecodeOptions) -> list[Finding]:
+    out = []
+    what = f"colour {list(decl.rgb)} ({', '.join(decl.labels) or 'no label'})"
+    s = shapes.stats
+    if s is not None and s.specks[index]:
+        x0, y0, x1, y1 = (int(v) for v in s.speck_bbox[index])
+        out.append(Finding(
+            "mask_speckle", req.path,
+            f"{what} has {int(s.specks[index]):,} speck(s) (components under --min-component-pixels={options.min_component_pixels} "
+            f"pixels) among its {int(s.components[index]):,} components; the largest speck, {int(s.speck_pixels[index])} pixel(s), "
+            f"is at x {x0}..{x1 - 1}, y {y0}..{y1 - 1}. Clean them up in the annotation tool if they are not meant to be there.",
+        ))
+    if outside is not None and outside > options.max_outside_roi * colour.pixel_count:
+        rois = f"ROI {decl.roi_index}'s poly" if len(decl.polys or ()) == 1 else f"the polys of its {len(decl.polys)} ROIs"
+        out.append(Finding(
+            "mask_outside_roi", f"/rois/{decl.roi_index}/poly",
+            f"{outside:,} of the {colour.pixel_count:,} pixels of {what} ({outside / colour.pixel_count:.2%}) lie outside {rois} "
+            f"(more than --max-outside-roi {options.max_outside_roi:.2%}); fix the poly or the mask.",
+        ))
+    return out
+
+
 def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: str, options: DecodeOptions,
                     cache: dict | None = None) -> RequestResult:
     """Rows for one request from its decoded mask. ``cache`` shares analyses between requests of one file.
@@ -115,10 +185,19 @@ def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: s
         analysis = analyse_mask(packed, colours, options.colour_tolerance, rle=True, png=options.crop_png)
         if cache is not None:
             cache[key] = analysis
+    shapes = None
+    if options.shape_stats or any(d.polys is not None for d in decls):
+        shapes_key = ("shapes", *key)
+        shapes = cache.get(shapes_key) if cache is not None else None
+        if shapes is None:
+            shapes = measure_shapes(analysis, packed, colours, options)
+            if cache is not None:
+                cache[shapes_key] = shapes
     stats = analysis.stats
     total = float(width * height)
     label_rows, crop_rows, issues, flags = [], [], [], []
     ident = (req.frame_id, shard, line, req.source_id, req.mask_id)
+    no_shapes = (None,) * 5
     for i, (d, c) in enumerate(zip(decls, stats.colours)):
         roi_declared = d.roi_index is not None
         if not c.pixel_count and not roi_declared:
@@ -126,9 +205,12 @@ def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: s
         bbox = c.bbox or (None, None, None, None)
         centroid = c.centroid or (None, None)
         labels = list(d.labels)
+        shape_cols = shape_columns(shapes, i, d, c, width, options) if shapes is not None else no_shapes
         label_rows.append((*ident, d.roi_index, labels, list(d.rgb), c.pixel_count, c.pixel_count / total,
-                           *bbox, *centroid, c.tolerance_pixels, width, height))
+                           *bbox, *centroid, c.tolerance_pixels, width, height, *shape_cols))
         flags.append(((d.labels, d.rgb), (PRESENT if c.pixel_count else 0) | (ROI_DECLARED if roi_declared else 0)))
+        if shapes is not None:
+            issues.extend(finding_row(shard, line, req.frame_id, f) for f in shape_findings(req, shapes, i, d, c, shape_cols[4], options))
         if c.pixel_count:
             crop_rows.append((*ident, d.roi_index, labels, list(d.rgb), *bbox, analysis.crops_rle[i],
                               analysis.crops_png[i] if analysis.crops_png else None))
@@ -148,10 +230,11 @@ def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: s
     mask_row = req.base_row + (width, height, mode, "ok", stats.undeclared_pixels, stats.n_undeclared_colours,
                                [{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
     errors = sum(1 for r in issues if r[3] == ERROR)
+    infos = sum(1 for r in issues if r[3] == INFO)
     table_key = decls[0].table_key if decls and decls[0].roi_index is None else None
     return RequestResult(
         {"masks": [mask_row], "label_stats": label_rows, "crops": crop_rows, "issues": issues},
-        req.frame_key, errors, len(issues) - errors, flags, table_key, True,
+        req.frame_key, errors, len(issues) - errors - infos, flags, table_key, True,
     )
 
 
@@ -168,16 +251,16 @@ def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOpti
     if first.is_video:
         yield from _analyse_video(requests, options)
         return
+    # One budget from the first byte read to the last statistics: a stalled server counts too.
+    deadline = DecodeDeadline(options.mask_decode_timeout)
     try:
-        data = read_bytes(first.read_uri, options.storage_options)
-    except Exception as exc:  # noqa: BLE001 - classified below; transient errors re-raise for a retry
-        code = permanent_error_code(exc)
-        if code is None:
-            raise
+        data = read_mask(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+                         max_bytes=options.max_mask_bytes, deadline=deadline)
+    except ReadProblem as problem:
+        message = f"Cannot read mask {redact_uri(first.read_uri)}: {problem.message}."
         for req in requests:
-            yield failed_request(req, _unreadable(req, code, exc, "mask"))
+            yield failed_request(req, Finding(problem.code, req.path, message))
         return
-    deadline = DecodeDeadline(options.mask_decode_timeout)  # from read to the last statistics; reading retries on its own
     cache: dict = {}
     analysed = 0
     try:
@@ -206,7 +289,15 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
     analysed_frame: np.ndarray | None = None
     cache: dict = {}
     try:
-        with open_binary(first.read_uri, options.storage_options) as f:
+        f = open_mask_file(first.read_uri, policy=options.policy, storage_options=options.storage_options,
+                      max_bytes=options.max_mask_bytes)
+    except ReadProblem as problem:
+        message = f"Cannot read mask video {redact_uri(first.read_uri)}: {problem.message}."
+        for req in requests:
+            yield failed_request(req, Finding(problem.code, req.path, message))
+        return
+    try:
+        with f:
             for result in decode_video_frames(f, list(by_ts), start_ms=max(start, 0), max_pixels=options.max_mask_pixels):
                 reqs = by_ts.pop(result.timestamp_ms, [])
                 if result.error_code:
@@ -220,10 +311,8 @@ def _analyse_video(requests: list[MaskRequest], options: DecodeOptions) -> Itera
                     analysed_frame, cache = result.packed, {}
                 for req in reqs:
                     yield analyse_request(req, result.packed, "video", options, cache)
-    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed
-        code = permanent_error_code(exc)
-        if code is None:
-            raise
+    except Exception as exc:  # noqa: BLE001 - reading the video object itself failed: a finding, never a crash
+        code = permanent_error_code(exc) or "mask_unreadable"
         for reqs in by_ts.values():
             for req in reqs:
                 yield failed_request(req, _unreadable(req, code, exc, "mask video"))
@@ -265,7 +354,7 @@ def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False)
         for table, rows in r.tables.items():
             tables[table].extend(rows)
         yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_flags, r.table_key)))
-        events = [((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14], row[5] is not None))
+        events = [((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14], row[5] is not None, row[19], row[20]))
                   for row in r.tables.get("label_stats", ())]
         for event in events:
             yield beam.pvalue.TaggedOutput(LABEL_KEYS, event)
@@ -278,6 +367,25 @@ def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False)
     for table, rows in tables.items():
         if rows:
             yield TableRows(table, rows)
+
+
+class DecodeAndMeasureFn(beam.DoFn):
+    """(read URI, requests) -> the rows and tagged outputs of every request of that mask object."""
+
+    def __init__(self, options: DecodeOptions):
+        self.options = options
+
+    def setup(self):
+        # The mask kernel's machine code loads once per worker process (~0.5 s of CPU from numba's on-disk
+        # cache, bench/first_mask_bench.py): here, not inside the first mask's --mask-decode-timeout.
+        from transforms import kernel
+
+        kernel.load()
+
+    def process(self, element):
+        key, requests = element
+        # One output of Tagged branches (transforms.portable): not every runner splits a multi-output ParDo.
+        yield from tag_outputs(_results_to_outputs(analyse_group(key, requests, self.options), bool(self.options.slice_by)))
 
 
 def merge_frame(key_and_groups) -> Iterator[Any]:
@@ -319,8 +427,7 @@ class DecodeMasks(beam.PTransform):
             joined.mask_requests
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req)).with_output_types(th.Tuple[str, MaskRequest])
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.FlatMap(lambda kv: tag_outputs(_results_to_outputs(analyse_group(kv[0], kv[1], opts), bool(opts.slice_by))))
-            .with_output_types(Tagged)
+            | "DecodeAndMeasure" >> beam.ParDo(DecodeAndMeasureFn(opts)).with_output_types(Tagged)
         )
         frames = (
             {"frame": joined.pending_frames, "counts": decoded | "FrameCounts" >> only(FRAME_COUNTS, th.Tuple[th.Tuple[str, int], tuple])}

@@ -27,7 +27,7 @@ from transforms.report_data import (PREVIEW_MAX_WIDTH, LabelRow, OutputFolder, S
                                     finding_examples, group_by_label, label_name, label_rows, label_stats_sample, mask_preview,
                                     worst_frames)
 from transforms.report_trends import RECENT_RUNS, TRENDS_CSS, Trends, read_trends, svg_run_strip, svg_sparkline
-from transforms.uris import redact_uri
+from transforms.uris import redact, redact_uri
 
 REPORT_FILE = "report.html"
 NO_DECODE = "Not available: this output has no mask decoding tables (it was written by `convert` or with --no-decode). Run `framebeam run` to get them."
@@ -420,9 +420,9 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
         _run_section(summary),
     ))
     title = f"framebeam report — {redact_uri(title_output or output)}"
-    return str(h('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+    return redact(str(h('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                  '<meta name="viewport" content="width=device-width,initial-scale=1"><style>{css}</style></head>'
-                 '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS + TRENDS_CSS), body=body))
+                 '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS + TRENDS_CSS), body=body)))  # the one redaction, over the whole page
 
 
 def write_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,

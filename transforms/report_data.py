@@ -24,9 +24,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from PIL import Image
 
-from transforms.decoding import MaskDecodeError, decode_mask_bytes
+from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.report_charts import Distribution
-from transforms.storage import read_bytes
+from transforms.storage import DEFAULT_MAX_MASK_BYTES, ReadProblem, read_mask
 from transforms.uris import UriPolicy, redact_uri
 
 MAX_SAMPLE_ROWS = 1_000_000  # label_stats rows read for distributions
@@ -339,15 +339,16 @@ def mask_preview(folder: OutputFolder, storage_options: dict[str, Any] | None = 
     policy = UriPolicy(tuple(params.get("allow_uri_prefixes") or ()), bool(params.get("allow_http")))
     max_pixels = int(params.get("max_mask_pixels") or 100_000_000)
     problems = []
+    max_bytes = int(params.get("max_mask_bytes") or DEFAULT_MAX_MASK_BYTES)
+    timeout = float(params.get("mask_decode_timeout") or 60.0)
     for row in choose_preview_mask(folder)[:3]:
-        refusal = policy.check(row["resolved_uri"])
-        if refusal:
-            problems.append(f"{row['resolved_uri']}: {refusal}")
-            continue
+        # The same checked reader as the run: policy on what is really read, no redirects, bounded.
         try:
-            decoded = decode_mask_bytes(read_bytes(row["resolved_uri"], storage_options), max_pixels=max_pixels)
-        except (OSError, ValueError, MaskDecodeError) as e:
-            problems.append(f"{row['resolved_uri']}: {e}")
+            deadline = DecodeDeadline(timeout)
+            data = read_mask(row["resolved_uri"], policy=policy, storage_options=storage_options, max_bytes=max_bytes, deadline=deadline)
+            decoded = decode_mask_bytes(data, max_pixels=max_pixels, deadline=deadline)
+        except (ReadProblem, MaskDecodeError) as e:
+            problems.append(f"{redact_uri(row['resolved_uri'])}: {e.message}")
             continue
         return MaskPreview(*_downscaled_png(decoded.packed), row["frame_id"], row["shard"], row["line"],
                            row["resolved_uri"], _legend(folder, row))

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import pyarrow.compute as pc
 
 from transforms.markup import Markup, h, join
-from transforms.report_charts import css_colour, short
-from transforms.report_data import OutputFolder, label_name, read_whole
+from transforms.report_charts import css_colour
+from transforms.report_data import OutputFolder, read_whole
 
 MAX_TREND_LABELS = 12
 RECENT_RUNS = 10

@@ -95,7 +95,7 @@ ISSUES = pa.schema([
     _col("shard", pa.string(), "Input file of the record; null for dataset-level findings."),
     _col("line", pa.int64(), "Line (or array index) of the record; null when the finding is about a whole shard or the dataset."),
     _col("frame_id", pa.string(), "Frame id when known; null for unparsable records and dataset-level findings."),
-    _col("severity", pa.string(), "`error` or `warning`.", False),
+    _col("severity", pa.string(), "`error`, `warning` or `info` (counted and shown, never fails a run).", False),
     _col("code", pa.string(), "Stable snake_case code: see docs/FINDINGS.md.", False),
     _col("path", pa.string(), "JSON pointer into the record ('' = the whole record).", False),
     _col("message", pa.string(), "What is wrong and how to fix it.", False),
@@ -119,6 +119,11 @@ LABEL_STATS = pa.schema([
     _col("tolerance_pixels", pa.int64(), "Pixels matched only through --colour-tolerance (0 when exact).", False),
     _col("mask_width", pa.int32(), "Decoded mask width.", False),
     _col("mask_height", pa.int32(), "Decoded mask height.", False),
+    _col("components", pa.int32(), "8-connected regions of the colour; null when it has no pixels or with --no-shape-stats (docs/SHAPES.md)."),
+    _col("holes", pa.int32(), "4-connected regions of other pixels the colour encloses (not touching the mask's border); null as components."),
+    _col("largest_component_pixels", pa.int64(), "Pixels of the largest component; null as components."),
+    _col("smallest_component_pixels", pa.int64(), "Pixels of the smallest component (below --min-component-pixels it is a speck: mask_speckle); null as components."),
+    _col("pixels_outside_roi", pa.int64(), "Pixels of the colour whose centre lies outside its ROI's poly (even-odd rule, docs/SHAPES.md); null when an ROI declaring the colour has no poly, or it came from --mask-labels."),
 ])
 
 CROPS = pa.schema([
@@ -148,6 +153,10 @@ LABEL_SUMMARY = pa.schema([
     _col("pixel_fraction_p95", pa.float64(), "95th percentile of pixel_fraction, as p50."),
     _col("bbox_width_mean", pa.float64(), "Mean bbox width over masks where present."),
     _col("bbox_height_mean", pa.float64(), "Mean bbox height over masks where present."),
+    _col("components_mean", pa.float64(), "Mean components (8-connected regions) over masks where present and measured; null with --no-shape-stats."),
+    _col("components_p95", pa.int64(), "95th percentile of components over the same masks: exact (the smallest value at least 95% of them do not exceed: numpy's method='inverted_cdf')."),
+    _col("holes_mean", pa.float64(), "Mean holes over masks where present and measured."),
+    _col("holes_p95", pa.int64(), "95th percentile of holes, exact as components_p95."),
 ])
 
 LABEL_SUMMARY_BY_SLICE = pa.schema([

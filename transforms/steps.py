@@ -285,14 +285,16 @@ def _as_rows(table: str, rows: list) -> list[TableRows]:
 class WriteParquetFn(beam.DoFn):
     """Buffers each bundle's rows per table and writes them as Parquet files into staging."""
 
-    def __init__(self, directory: str, storage_options: dict[str, Any] | None, max_rows: int = 150_000):
+    def __init__(self, directory: str, storage_options: dict[str, Any] | None, max_rows: int = 150_000,
+                 max_bytes: int = 32 * 1024 * 1024):
         self.directory = directory
         self.storage_options = storage_options
         self.max_rows = max_rows
+        self.max_bytes = max_bytes  # flushed by bytes too: crop rows of big masks are large
         self.rows_out = beam.metrics.Metrics.counter(self.__class__, "rows-written")
 
     def start_bundle(self):
-        self.buffer = writing.TableBuffer(self.max_rows)
+        self.buffer = writing.TableBuffer(self.max_rows, getattr(self, "max_bytes", 32 * 1024 * 1024))
 
     def process(self, item: TableRows):
         if item.table == "issues":

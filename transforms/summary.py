@@ -17,6 +17,11 @@ Quantiles follow numpy's ``quantile(..., method="lower")``: exact while a class 
 ``EXACT_VALUES`` masks (its fractions are kept), else from a ``BINS``-bin histogram of the non-zero
 fractions (bin midpoint, clamped to the observed range: error <= 0.5 / BINS). A quantile that falls on
 a mask without the class is exactly 0.0.
+
+Components and holes (the shape columns) are small integers: their mean and p95 are over the masks
+where the class is present and measured, and the p95 is exact, from a count per distinct value
+(``ValueCounts``): d distinct values need a sum of at least d(d-1)/2, so d stays below
+sqrt(2 x total) + 1 (~4,500 for a total of 10 million).
 """
 from __future__ import annotations
 
@@ -47,11 +52,47 @@ def quantile_lower(q: float, n: int) -> int:
     return int(math.floor(q * (n - 1)))
 
 
+class ValueCounts:
+    """Exact, mergeable distribution of non-negative integers: count per distinct value."""
+
+    __slots__ = ("counts", "total", "n")
+
+    def __init__(self):
+        self.counts: dict[int, int] = {}
+        self.total = 0  # sum of the values
+        self.n = 0      # how many values
+
+    def add(self, value: int) -> None:
+        self.counts[value] = self.counts.get(value, 0) + 1
+        self.total += value
+        self.n += 1
+
+    def merge(self, other: "ValueCounts") -> None:
+        for value, count in other.counts.items():
+            self.counts[value] = self.counts.get(value, 0) + count
+        self.total += other.total
+        self.n += other.n
+
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    def quantile(self, percent: int) -> int | None:
+        """The smallest value v with count(<= v) >= percent% of n (numpy's method='inverted_cdf')."""
+        if not self.n:
+            return None
+        seen = 0
+        for value in sorted(self.counts):
+            seen += self.counts[value]
+            if seen * 100 >= percent * self.n:  # integers: exact
+                return value
+        raise AssertionError("counts do not add up to n")
+
+
 class LabelAccumulator:
     """One (labels, colour): what its label_stats rows and frames say. Zeros are implicit (see module doc)."""
 
     __slots__ = ("roi_frames", "frames_present", "roi_masks", "present", "pixels", "fraction_sum",
-                 "fraction_min", "fraction_max", "exact", "hist", "bbox_w", "bbox_h")
+                 "fraction_min", "fraction_max", "exact", "hist", "bbox_w", "bbox_h", "components", "holes")
 
     def __init__(self):
         self.roi_frames = self.frames_present = self.roi_masks = self.present = self.pixels = 0
@@ -61,18 +102,24 @@ class LabelAccumulator:
         self.exact: list[float] | None = []  # the non-zero fractions while there are at most EXACT_VALUES
         self.hist: np.ndarray | None = None  # of the non-zero fractions, once there are more
         self.bbox_w = self.bbox_h = 0
+        self.components = ValueCounts()  # over masks where present and measured
+        self.holes = ValueCounts()
 
     def add(self, event: tuple) -> None:
         """('frame', present, roi_declared) once per frame with a row of this colour;
-        ('mask', fraction, pixels, (x0, y0, x1, y1), roi_declared) once per label_stats row."""
+        ('mask', fraction, pixels, (x0, y0, x1, y1), roi_declared[, components, holes]) once per
+        label_stats row (components and holes None when not measured)."""
         if event[0] == "frame":
             self.frames_present += bool(event[1])
             self.roi_frames += bool(event[2])
             return
-        _, fraction, pixels, bbox, roi_declared = event
+        fraction, pixels, bbox, roi_declared = event[1:5]
         self.roi_masks += bool(roi_declared)
         if not pixels:
             return  # an ROI's colour with no pixels: declared, counted above; its 0 is implicit
+        if len(event) > 5 and event[5] is not None:
+            self.components.add(event[5])
+            self.holes.add(event[6])
         self.present += 1
         self.pixels += pixels
         self.fraction_sum += round(fraction * FRACTION_SCALE)
@@ -106,6 +153,8 @@ class LabelAccumulator:
         self.fraction_max = max(self.fraction_max, other.fraction_max)
         self.bbox_w += other.bbox_w
         self.bbox_h += other.bbox_h
+        self.components.merge(other.components)
+        self.holes.merge(other.holes)
         # Exact values survive only while the union has at most EXACT_VALUES: that depends on the
         # total alone, so the result does not depend on the merge order.
         if self.exact is not None and other.exact is not None and len(self.exact) + len(other.exact) <= EXACT_VALUES:
@@ -218,6 +267,10 @@ class LabelSummary(NamedTuple):
     pixel_fraction_p95: float | None
     bbox_width_mean: float | None
     bbox_height_mean: float | None
+    components_mean: float | None = None
+    components_p95: int | None = None
+    holes_mean: float | None = None
+    holes_p95: int | None = None
 
 
 def rank_key(s: LabelSummary):
@@ -251,6 +304,7 @@ def resolve_labels(items: Iterable[tuple[LabelKey, LabelAccumulator]], run: RunC
             (a.fraction_max if present else 0.0) if n else None,
             a.quantile(0.5, n), a.quantile(0.95, n),
             a.bbox_w / present if present else None, a.bbox_h / present if present else None,
+            a.components.mean(), a.components.quantile(95), a.holes.mean(), a.holes.quantile(95),
         ))
     out.sort(key=rank_key)
     return out

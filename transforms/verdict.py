@@ -9,12 +9,14 @@ def verdict(summary: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[s
     """{"passed": bool, "reasons": [...]} from a summary's counts and the run's thresholds.
 
     ``fail_on`` error counts error findings, warning counts warnings too; more than ``max_errors``
-    of them fails. ``max_error_rate`` fails when the share of invalid records (frames with an error,
-    plus records that are no frame at all) exceeds it. A drift value beyond its --max-drift threshold fails on
-    its own (it is also an error finding).
+    of them fails; info findings never count, whatever ``fail_on`` says. ``max_error_rate`` fails
+    when the share of invalid records (frames with an error, plus records that are no frame at all)
+    exceeds it. A drift value beyond its --max-drift threshold fails on its own (it is also an error
+    finding).
     """
     findings = summary["findings"]
     fail_on = parameters.get("fail_on", "error")
+    # findings["info"] is deliberately absent from this sum.
     failing = findings["error"] + (findings["warning"] if fail_on == "warning" else 0)
     max_errors = parameters.get("max_errors", 0)
     reasons = []

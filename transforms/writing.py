@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from transforms.flattening import TableRows, rows_to_table
 from transforms.schema import TABLES
+from transforms.uris import redact_value
 
 SUCCESS_MARKER = "_SUCCESS"
 SUMMARY_FILE = "summary.json"
@@ -52,6 +53,9 @@ def _fs(path: str, storage_options: dict[str, Any] | None):
 
 
 def write_parquet(table: pa.Table, path: str, storage_options: dict[str, Any] | None = None) -> None:
+    """One Parquet file; every string in it is redacted first (``redact_table``): nothing written
+    escapes the one redaction function, whichever column a credential hid in."""
+    table = redact_table(table)
     fs, p = _fs(path, storage_options)
     fs.makedirs(posixpath.dirname(p), exist_ok=True)
     with fs.open(p, "wb") as f:
@@ -80,32 +84,40 @@ def staging_dir(output: str, run_id: str) -> str:
 class TableBuffer:
     """Rows gathered per table until there are enough for a good-sized Parquet file.
 
-    The bound is on the rows of all tables together, so a worker's memory does not grow with the
-    number of tables that happen to fill at once (each table flushing at its own cap grew the peak
-    memory with the input: bench/memory_bench.py). Rows come as tuples or as Arrow tables.
+    Bounded by bytes (and rows) of all tables together: a worker's memory must not grow with the
+    number of tables that happen to fill at once, nor with the size of its rows (150,000 crop rows of
+    4000x3000 masks held ~0.9 GB when the bound was a row count: bench/memory_bench.py). Rows come as
+    tuples or as Arrow tables; the size of tuple rows is estimated from a sample of each batch.
     """
 
-    def __init__(self, max_rows: int):
+    def __init__(self, max_rows: int, max_bytes: int = 32 * 1024 * 1024):
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self.rows: dict[str, list] = defaultdict(list)
         self.batches: dict[str, list[pa.Table]] = defaultdict(list)
         self.counts: Counter = Counter()
+        self.sizes: Counter = Counter()
         self.total = 0
+        self.total_bytes = 0
 
     def add(self, item: TableRows) -> str | None:
-        """The table to flush now (the largest) when the buffer is full, else None."""
+        """The table to flush now (the largest in bytes) when the buffer is full, else None."""
         n = len(item.rows)
         if not n:
             return None
         if isinstance(item.rows, pa.Table):
             self.batches[item.table].append(item.rows)
+            size = item.rows.nbytes
         else:
             self.rows[item.table].extend(item.rows)
+            size = estimate_rows_bytes(item.rows)
         self.counts[item.table] += n
+        self.sizes[item.table] += size
         self.total += n
-        if self.total < self.max_rows:
+        self.total_bytes += size
+        if self.total < self.max_rows and self.total_bytes < self.max_bytes:
             return None
-        return max(self.counts, key=self.counts.__getitem__)
+        return max(self.sizes, key=self.sizes.__getitem__)
 
     def tables(self) -> list[str]:
         return list(self.counts)
@@ -116,9 +128,91 @@ class TableBuffer:
         if rows:
             pieces.append(rows_to_table(table, rows))
         self.total -= self.counts.pop(table, 0)
+        self.total_bytes -= self.sizes.pop(table, 0)
         if len(pieces) == 1:
             return pieces[0]
         return pa.concat_tables(pieces) if pieces else TABLES[table].empty_table()
+
+
+_SAMPLE_ROWS = 16
+
+
+def estimate_rows_bytes(rows: Sequence) -> int:
+    """About how many bytes ``rows`` (tuples) take as Python objects: a sample of up to 16 rows, scaled.
+
+    Strings and bytes count by length (crop RLE text is most of a big mask's rows), containers by their
+    items; 56 bytes per object covers the headers. Rows of one batch come from one producer and are alike.
+    """
+    n = len(rows)
+    step = max(1, n // _SAMPLE_ROWS)
+    sample = rows[::step][:_SAMPLE_ROWS]
+    total = sum(_value_bytes(r) for r in sample)
+    return total * n // len(sample)
+
+
+def _value_bytes(v) -> int:
+    cls = v.__class__
+    if cls is str or cls is bytes:
+        return 56 + len(v)
+    if cls is tuple or cls is list:
+        return 56 + 8 * len(v) + sum(_value_bytes(x) for x in v)
+    if cls is dict:
+        return 232 + sum(_value_bytes(k) + _value_bytes(x) for k, x in v.items())
+    return 32
+
+
+# --- redaction at the sink: every string of every table written ------------------------------------------
+
+# RE2 (Arrow) pre-filter: only values that could hold a credential go through uris.redact in Python.
+_CANDIDATE = r"@|%40|\\u0040|=|%3[dD]|\\u003[dD]|(?i:bearer |basic |token )"
+
+
+def redact_table(table: pa.Table) -> pa.Table:
+    """``table`` with ``uris.redact`` applied to every string value, nested ones included."""
+    for i, column in enumerate(table.columns):
+        if not _has_strings(column.type):
+            continue
+        chunks = [_redact_array(c) for c in column.chunks]
+        if any(new is not old for new, old in zip(chunks, column.chunks)):
+            table = table.set_column(i, table.field(i), pa.chunked_array(chunks, column.type))
+    return table
+
+
+def _has_strings(t: pa.DataType) -> bool:
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return True
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _has_strings(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_has_strings(f.type) for f in t)
+    return False
+
+
+def _redact_array(arr: pa.Array) -> pa.Array:
+    import pyarrow.compute as pc
+
+    from transforms.uris import redact
+
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        hits = pc.match_substring_regex(arr, _CANDIDATE)
+        if not pc.any(hits).as_py():
+            return arr
+        return pa.array([redact(v) if h else v for v, h in zip(arr.to_pylist(), hits.to_pylist())], t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        values = arr.values
+        new = _redact_array(values)
+        if new is values:
+            return arr
+        cls = pa.LargeListArray if pa.types.is_large_list(t) else pa.ListArray
+        return cls.from_arrays(arr.offsets, new, type=t, mask=arr.is_null() if arr.null_count else None)
+    if pa.types.is_struct(t):
+        fields = arr.flatten()
+        new = [_redact_array(f) for f in fields]
+        if all(a is b for a, b in zip(new, fields)):
+            return arr
+        return pa.StructArray.from_arrays(new, fields=list(t), mask=arr.is_null() if arr.null_count else None)
+    return arr
 
 
 def write_rows(table: str, rows: Sequence | pa.Table, directory: str, storage_options: dict[str, Any] | None = None) -> WrittenFile:
@@ -182,6 +276,7 @@ def _complete_run_folder(fs, output: str, run: str, run_id: str, written: Iterab
         fs.rm(incoming, recursive=True)
     summary = {**summary, "tables": row_counts, "run_id": run_id, "run_folder": f"{RUNS_DIR}/{run_id}", "files": files,
                "published_at": summary.get("published_at") or now_iso()}  # given: the time history rows carry
+    summary = redact_value(summary)
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     with fs.open(join_path(run, SUMMARY_FILE), "wb") as f:
         f.write(text)
@@ -208,7 +303,7 @@ def expose_run(fs, out: str, run_id: str, summary: dict[str, Any]) -> None:
     replaced by one PUT, written last — names it (``run_folder``) and lists its files (``files``). Readers
     there must read the tables through ``_SUCCESS``; summary.json beside it is a convenience copy.
     """
-    text = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    text = orjson.dumps(redact_value(summary), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
     if not is_local(fs):
         with fs.open(join_path(out, SUMMARY_FILE), "wb") as f:
             f.write(text)
@@ -356,7 +451,7 @@ def build_summary(info: RunInfo, counts: Counter, extras: dict[str, Any] | None 
         "records": frames + rejected,
         "invalid_records": frames - valid + rejected,
         "masks": {"referenced": counts.get(("masks", "total"), 0), "decoded": counts.get(("masks", "decoded"), 0)},
-        "findings": {"error": severities.get("error", 0), "warning": severities.get("warning", 0)},
+        "findings": {"error": severities.get("error", 0), "warning": severities.get("warning", 0), "info": severities.get("info", 0)},
         "findings_by_code": by_code,
         "versions": package_versions(),
         **(extras or {}),
