@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apache_beam.options.pipeline_options import PipelineOptions
+if TYPE_CHECKING:  # imported where used: the CLI checks its flags and OUTPUT before Beam loads (~1-2 s)
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 # The plain DirectRunner first downloads a binary (Prism) and stalls offline; FnApiRunner does not.
@@ -19,12 +20,15 @@ ALL_CORES = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # Starting Beam's worker processes costs ~2.5 s (a 1-frame convert: 4.6 s with them, 2.2 s without), so
 # small jobs finish sooner in one process: measured, 24 MB of frames converted in 3.3 s in-process and
-# 5.4 s on all cores (break-even near 100 MB), the sample `run` (37 KB) in 2.8 s against 5.4 s. Decoding
-# costs ~20 ms (1080p) to ~100 ms (4K) per mask whatever the frames weigh: a second core wins back the
-# ~2.5 s from ~250 (1080p) or ~50 (4K) masks, i.e. ~50-250 KB of frames, so decoding jobs stay in one
-# process only up to 64 KB.
+# 5.4 s on all cores (break-even near 100 MB), the sample `run` (37 KB) in 2.8 s against 5.4 s. A mask
+# costs a worker ~28 ms (1080p) before the numba kernel and ~15 ms with it (decode + stats + RLE went from
+# ~23 ms to ~0.75x pyspng's ~14 ms decode, docs/PERFORMANCE.md; ~5 ms is Beam, rows and Parquet), ~4x
+# that at 4K, whatever the frames weigh: a second core wins back the ~2.5 s from ~330 (1080p) or ~85 (4K)
+# masks, i.e. ~100-500 KB of frames (0.3-1.5 KB a frame), so decoding jobs stay in one process up to 128 KB
+# (64 KB before the kernel). An estimate from those per-mask costs: the machine was too loaded (load
+# average 20+) to time the break-even itself.
 IN_PROCESS_MAX_BYTES = 32 * 1024 * 1024
-IN_PROCESS_MAX_BYTES_DECODING = 64 * 1024
+IN_PROCESS_MAX_BYTES_DECODING = 128 * 1024
 
 COMMANDS = ("convert", "validate", "run")
 
@@ -94,6 +98,10 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--max-json-depth", type=_json_depth, default=64, metavar="N",
                         help="Deepest nesting of a record (default 64; the record is level 1); deeper records become json_too_deep findings.")
     parser.add_argument("--quiet", action="store_true", help="No summary table on the terminal.")
+    parser.add_argument("--wait-for-lock", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                        help="When another run is writing to OUTPUT, wait up to SECONDS for it to finish (default 0: refuse at once).")
+    parser.add_argument("--debug", action="store_true",
+                        help="Print full tracebacks and Beam's log to stderr (they always go to the run's log file).")
     parser.add_argument("--keep-history", type=_positive_int, default=30, metavar="N",
                         help="Keep the last N runs (this one included) in OUTPUT's history and history_runs tables (default 30).")
     if command in ("run", "validate"):
@@ -184,6 +192,8 @@ def beam_options(flags: list[str], input_bytes: int | None = None, decode: bool 
     counted at their estimated expanded size) is small enough to finish before worker processes would
     have started. A running mode or worker count given on the command line always wins.
     """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     if not any(_names(f, "--runner") for f in flags):
         chosen = any(_names(f, "--direct_running_mode") or _names(f, "--direct_num_workers") for f in flags)
         limit = IN_PROCESS_MAX_BYTES_DECODING if decode else IN_PROCESS_MAX_BYTES
@@ -196,8 +206,10 @@ def _names(flag: str, name: str) -> bool:
     return flag == name or flag.startswith(name + "=")
 
 
-def unknown_beam_flags(flags: list[str]) -> list[str]:
-    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped)."""
+def beam_flag_parser() -> argparse.ArgumentParser:
+    """One parser with every flag Beam's options classes declare (for checking and for suggestions)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     seen = set()
     stack = list(PipelineOptions.__subclasses__())
@@ -211,8 +223,17 @@ def unknown_beam_flags(flags: list[str]) -> list[str]:
             cls._add_argparse_args(parser)
         except argparse.ArgumentError:
             pass  # two classes declaring one flag: the first is enough to know it exists
-    _, unknown = parser.parse_known_args(flags)
+    return parser
+
+
+def unknown_beam_flags(flags: list[str]) -> list[str]:
+    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped)."""
+    _, unknown = beam_flag_parser().parse_known_args(flags)
     return [f for f in unknown if f.startswith("-")]
+
+
+def beam_flag_names() -> list[str]:
+    return sorted({s for a in beam_flag_parser()._actions for s in a.option_strings if s.startswith("--")})
 
 
 def _json_object(text: str) -> dict:
@@ -236,6 +257,13 @@ def _positive_float(text: str) -> float:
     v = float(text)
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    v = float(text)
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return v
 
 
