@@ -8,8 +8,8 @@ Runs the CLI of each checkout (PYTHONPATH set to it, the same interpreter) on:
   convert     bench/convert_bench.py's synthetic frames (20,000 frames, 4 shards): convert
   run         bench/run_bench.py's synthetic 1920x1080 masks (60 masks, 3 shards): run
 and compares, per output: every table's rows (as sets of rows in a canonical order: the row order of
-Parquet files depends on bundling), summary.json without its times, and report.html with times and
-the output's path masked. Each CLI runs on one in-process worker, so file order (and the report's examples) depend on the input only.
+Parquet files depends on bundling; the history tables without their run ids and times), summary.json
+without its times, and report.html with times, run ids and the output's path masked. Each CLI runs on one in-process worker, so file order (and the report's examples) depend on the input only.
 Prints one line per comparison and exits 1 when anything differs.
 """
 from __future__ import annotations
@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 VOLATILE_SUMMARY_KEYS = {"started_at", "published_at", "run_id", "output", "run_folder"}
+VOLATILE_COLUMNS = {"run_id", "started_at", "published_at", "baseline_run_id"}  # history tables: which run, when
+RUN_ID = re.compile(r"\d{4}-\d\d-\d\dT\d{6}Z-[0-9a-f]{8}")
 
 
 def _cli(checkout: Path, *args: str) -> None:
@@ -84,8 +86,10 @@ def make_inputs(work: Path) -> dict[str, tuple[str, list[str]]]:
 def _rows(output: Path, table: str) -> list[str]:
     rows = []
     for path in sorted((output / table).glob("*.parquet")):
+        data = pq.read_table(path)
+        data = data.drop_columns([c for c in data.column_names if c in VOLATILE_COLUMNS])
         rows.extend(orjson.dumps(r, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY, default=repr).decode()
-                    for r in pq.read_table(path).to_pylist())
+                    for r in data.to_pylist())
     return sorted(rows)
 
 
@@ -101,7 +105,7 @@ def _summary(output: Path) -> dict:
 
 def _report(output: Path) -> str:
     text = (output / "report.html").read_text()
-    text = text.replace(str(output), "OUTPUT")
+    text = RUN_ID.sub("RUN", text.replace(str(output), "OUTPUT"))
     return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[^\s<&\"]*", "TIME", text)
 
 

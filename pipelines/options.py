@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apache_beam.options.pipeline_options import PipelineOptions
+if TYPE_CHECKING:  # imported where used: the CLI checks its flags and OUTPUT before Beam loads (~1-2 s)
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 # The plain DirectRunner first downloads a binary (Prism) and stalls offline; FnApiRunner does not.
@@ -102,6 +103,10 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--max-json-depth", type=_json_depth, default=64, metavar="N",
                         help="Deepest nesting of a record (default 64; the record is level 1); deeper records become json_too_deep findings.")
     parser.add_argument("--quiet", action="store_true", help="No summary table on the terminal.")
+    parser.add_argument("--wait-for-lock", type=_non_negative_float, default=0.0, metavar="SECONDS",
+                        help="When another run is writing to OUTPUT, wait up to SECONDS for it to finish (default 0: refuse at once).")
+    parser.add_argument("--debug", action="store_true",
+                        help="Print full tracebacks and Beam's log to stderr (they always go to the run's log file).")
     parser.add_argument("--keep-history", type=_positive_int, default=30, metavar="N",
                         help="Keep the last N runs (this one included) in OUTPUT's history and history_runs tables (default 30).")
     if command in ("run", "validate"):
@@ -192,6 +197,8 @@ def beam_options(flags: list[str], input_bytes: int | None = None, decode: bool 
     counted at their estimated expanded size) is small enough to finish before worker processes would
     have started. A running mode or worker count given on the command line always wins.
     """
+    from apache_beam.options.pipeline_options import PipelineOptions
+
     flags = _full_runner_names(flags)
     register_runner_options(flags)
     if not any(_names(f, "--runner") for f in flags):
@@ -268,11 +275,10 @@ def register_runner_options(flags: list[str]) -> None:
         raise RunnerUnavailable(f"the DaskRunner needs dask[distributed]: pip install 'framebeam[dask]' ({e})") from None
 
 
-def unknown_beam_flags(flags: list[str]) -> list[str]:
-    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped).
+def beam_flag_parser() -> argparse.ArgumentParser:
+    """One parser with every flag Beam's options classes declare (for checking and for suggestions)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-    Raises RunnerUnavailable when the flags ask for a runner that is not installed."""
-    register_runner_options(flags)
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     seen = set()
     stack = list(PipelineOptions.__subclasses__())
@@ -286,8 +292,20 @@ def unknown_beam_flags(flags: list[str]) -> list[str]:
             cls._add_argparse_args(parser)
         except argparse.ArgumentError:
             pass  # two classes declaring one flag: the first is enough to know it exists
-    _, unknown = parser.parse_known_args(flags)
+    return parser
+
+
+def unknown_beam_flags(flags: list[str]) -> list[str]:
+    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped).
+
+    Raises RunnerUnavailable when the flags ask for a runner that is not installed."""
+    register_runner_options(flags)
+    _, unknown = beam_flag_parser().parse_known_args(flags)
     return [f for f in unknown if f.startswith("-")]
+
+
+def beam_flag_names() -> list[str]:
+    return sorted({s for a in beam_flag_parser()._actions for s in a.option_strings if s.startswith("--")})
 
 
 def _json_object(text: str) -> dict:
@@ -311,6 +329,13 @@ def _positive_float(text: str) -> float:
     v = float(text)
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError("must be a positive number")
+    return v
+
+
+def _non_negative_float(text: str) -> float:
+    v = float(text)
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("must be 0 or more")
     return v
 
 

@@ -1,8 +1,17 @@
-"""Running a job: check its inputs, build and run the pipeline, read back its summary."""
+"""Running a job: pre-flight checks, the output's lease, the pipeline, its summary, clean failures.
+
+Order (every check before any work, the cheapest first): OUTPUT is a folder framebeam may write
+(``transforms.ownership``), ``--mask-labels`` and ``--baseline`` read, every input glob matches, OUTPUT
+does not overlap what the run reads; then OUTPUT is claimed (marker: the write probe), its lease taken
+(``transforms.lease``), run folders killed runs left are removed, and only then the pipeline runs.
+"""
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import time
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -18,8 +27,19 @@ from transforms.uris import redact_uri
 from transforms.writing import read_summary
 
 
+log = logging.getLogger("framebeam")
+
+
 class InputError(Exception):
     """Misuse or unreachable input: the CLI exits 2."""
+
+
+class RunFailed(Exception):
+    """The pipeline failed; ``str()`` is one line, ``log_path`` holds the traceback."""
+
+    def __init__(self, message: str, log_path: str | None):
+        super().__init__(message)
+        self.log_path = log_path
 
 
 class InputSize(NamedTuple):
@@ -30,13 +50,16 @@ class InputSize(NamedTuple):
 COMPRESSION_RATIO = 10  # frames are repetitive JSON: gzip/zstd shrink them ~5-15x
 
 
-def check_inputs(job: JobOptions) -> InputSize:
+def check_inputs(job: JobOptions, shards: list[str] | None = None) -> InputSize:
     """Every glob matches a file (else InputError); returns the inputs' total size when it can tell
-    (at most 10,000 files are sized: beyond that, only that the input is large matters)."""
+    (at most 10,000 files are sized: beyond that, only that the input is large matters). The matched
+    shards are appended to ``shards`` when given."""
     stored = expanded = 0
     for pattern in job.inputs:
         try:
             matched = expand_input(pattern, job.storage_options)
+            if shards is not None:
+                shards.extend(matched)
             fs, _ = fsspec.core.url_to_fs(pattern, **job.storage_options)
             for m in matched[:10_000]:
                 size = fs.size(m) or 0
@@ -80,7 +103,8 @@ def load_mask_labels(job: JobOptions) -> MaskLabels | None:
 
 def prepare_job(job: JobOptions, beam_flags: list[str]) -> tuple[beam.Pipeline, InputSize]:
     """Check the inputs (InputError on misuse) and build the pipeline with Beam's options from
-    ``beam_flags``; returns it with the inputs' size."""
+    ``beam_flags``; returns it with the inputs' size. (The Flex Template's launcher: it submits and
+    exits, so it takes no lease.)"""
     size = check_inputs(job)
     check_baseline(job)
     mask_labels = load_mask_labels(job)
@@ -103,23 +127,144 @@ def task_retries(dask: bool):
     return dask_module.annotate(retries=DASK_TASK_RETRIES)
 
 
-def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False) -> dict[str, Any]:
-    """Run the pipeline to completion and return its summary (summary.json)."""
+class Checked(NamedTuple):
+    size: InputSize
+    mask_labels: MaskLabels | None
+
+
+def preflight(job: JobOptions) -> Checked:
+    """Every check that needs no work, cheapest first; InputError (one line) on the first failure.
+    Ends by claiming OUTPUT (creating it and writing the marker: the write probe)."""
+    from transforms.ownership import OutputRefused, check_output, check_overlap, claim_output, folders_read
+
+    so = job.storage_options
+    try:
+        state = check_output(job.output, so)
+    except OutputRefused as e:
+        raise InputError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - the store cannot be listed: the user's to see, exit 2
+        from transforms.ownership import describe_storage_error
+
+        raise InputError(f"--output {redact_uri(job.output)}: cannot look at it ({describe_storage_error(e)})") from None
+    mask_labels = load_mask_labels(job)
+    check_baseline(job)
+    shards: list[str] = []
+    size = check_inputs(job, shards)
+    try:
+        check_overlap(job.output, folders_read(shards, job.mask_labels, so))
+        claim_output(job.output, so, state)
+    except OutputRefused as e:
+        raise InputError(redact_uri(str(e))) from None
+    return Checked(size, mask_labels)
+
+
+@dataclass
+class ActiveRun:
+    """What an interrupted launcher must clean up: its lease, its run folder, the processes it started."""
+
+    job: JobOptions
+    run_id: str = field(default_factory=new_run_id)
+    lease: Any = None
+    started_pids: set[int] = field(default_factory=set)
+    pipeline_started: bool = False
+
+    def stop(self) -> str:
+        """Stop writing, kill this run's worker processes, remove its unpublished run folder, release the
+        lease. Returns "published" (the run had already been published), "removed" or "nothing"."""
+        from pipelines.lifecycle import descendants, kill_processes
+        from transforms import writing
+
+        writing.STOPPING.set()
+        kill_processes(descendants() - self.started_pids)
+        state = "nothing"
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                state = "removed" if writing.remove_own_run(self.job.output, self.run_id, self.job.storage_options) else "published"
+            self.lease.release()
+            self.lease = None
+        return state
+
+
+def take_lease(job: JobOptions, run_id: str, wait_s: float = 0.0, on_wait=None):
+    from transforms.lease import LeaseBusy, acquire
+    from transforms.ownership import describe_storage_error
+
+    try:
+        lease = acquire(job.output, run_id, job.storage_options, wait_s=wait_s, on_wait=on_wait)
+    except LeaseBusy as e:
+        waited = f" (waited {wait_s:g} s)" if wait_s else ""
+        raise InputError(f"{redact_uri(job.output)} is in use by another framebeam {e}{waited}: let it finish, or "
+                         f"pass --wait-for-lock SECONDS to wait for it") from None
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"--output {redact_uri(job.output)}: cannot take its lease ({describe_storage_error(e)})") from None
+    lease.start_renewing()
+    return lease
+
+
+def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False, active: ActiveRun | None = None,
+            wait_for_lock: float = 0.0, debug: bool = False, on_wait=None) -> dict[str, Any]:
+    """Pre-flight checks, the lease, the pipeline to completion; returns the summary (summary.json).
+
+    InputError: misuse, refused before any work. RunFailed: the pipeline failed (one line; its folder
+    removed, the traceback in the run's log)."""
+    from pipelines.lifecycle import RunLog, classify_failure, descendants, kill_processes, wait_if_signalled
+    from transforms import writing
+
     started = time.monotonic()
-    p, size = prepare_job(job, beam_flags)
-    dask = uses_dask(beam_flags)
-    # On Dask the workers' progress files are not where the launcher looks (nor are Beam counters collected).
-    with Progress(size.stored) if show_progress and not dask else contextlib.nullcontext(), task_retries(dask):
-        result = p.run()
-        try:
-            result.wait_until_finish()
-        finally:
-            client = getattr(result, "client", None)  # the DaskRunner's connection to its scheduler
-            if client is not None:
-                client.close()
-    summary = read_summary(job.output, job.storage_options)
+    active = active or ActiveRun(job)
+    writing.STOPPING.clear()
+    checked = preflight(job)
+    active.lease = take_lease(job, active.run_id, wait_for_lock, on_wait)
+    try:
+        writing.remove_leftover_runs(job.output, job.storage_options)
+        with RunLog(job.output, active.run_id, job.storage_options, debug) as run_log:
+            p = beam.Pipeline(options=beam_options(beam_flags, checked.size.expanded, job.decode))
+            build_pipeline(p, job, checked.mask_labels, active.run_id)
+            active.started_pids = descendants()
+            active.pipeline_started = True
+            log.info("%s %s started: %s -> %s", job.command, active.run_id, ", ".join(map(redact_uri, job.inputs)), redact_uri(job.output))
+            dask = uses_dask(beam_flags)
+            try:
+                # On Dask the workers' progress files are not where the launcher looks (nor are Beam counters collected).
+                with Progress(checked.size.stored, show=show_progress and not dask), task_retries(dask):
+                    result = p.run()
+                    try:
+                        result.wait_until_finish()
+                    finally:
+                        client = getattr(result, "client", None)  # the DaskRunner's connection to its scheduler
+                        if client is not None:
+                            client.close()
+            except Exception as e:
+                wait_if_signalled()
+                where = run_log.failure(e)
+                failure = classify_failure(e, redact_uri(job.output))
+                kill_processes(_beam_workers(descendants() - active.started_pids))
+                if writing.remove_own_run(job.output, active.run_id, job.storage_options):
+                    raise RunFailed(failure.message + "; nothing was published, the previous output is unchanged", where) from None
+                raise RunFailed(failure.message + " after this run was published: the output is this run's, complete", where) from None
+            summary = read_summary(job.output, job.storage_options)
+            log.info("%s %s published: %s", job.command, active.run_id, verdict_line(summary).strip())
+    finally:
+        if active.lease is not None:
+            active.lease.release()
+            active.lease = None
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
+    summary["log"] = run_log.final_path
     return summary
+
+
+def _beam_workers(pids: set[int]) -> set[int]:
+    """Of the processes a failed run left, the Beam SDK workers (and the shells that started them)."""
+    out = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if b"sdk_worker_main" in cmdline or b"apache_beam" in cmdline:
+            out.add(pid)
+    return out
 
 
 def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
@@ -152,6 +297,8 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
         lines.append("  drift: no earlier run with labels in this output yet, nothing to compare with")
     tables = summary.get("tables", {})
     lines.append("  tables: " + ", ".join(f"{t}={n:,}" for t, n in tables.items()) + f"  -> {redact_uri(job.output)}")
+    if summary.get("log"):
+        lines.append(f"  log: {redact_uri(summary['log'])}")
     lines.append(verdict_line(summary))
     print("\n".join(lines))
 

@@ -42,6 +42,12 @@ def shared() -> Path:
     return path
 
 
+def beside(folder: Path, name: str = "out") -> Path:
+    """An output folder next to ``folder``, not inside it: framebeam refuses an OUTPUT that lies inside
+    the folder of its input shards or masks (a run must not write where it reads)."""
+    return folder.parent / f"{folder.name}-{name}"
+
+
 def run_cli(*args: str, parallel: bool = False) -> int:
     from pipelines.cli import main
 

@@ -11,15 +11,17 @@ test can prove that nothing was read), fails every Nth request with 500, 503 or 
 from __future__ import annotations
 
 import http.client
+import json
 import logging
 import os
+import re
 import socket
 import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
@@ -149,7 +151,7 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
 def gcs_proxy(gcs_emulator: GcsEmulator) -> Iterator[FaultProxy]:
     """In front of the emulator: it answers gcsfs's moveTo with 501, which gcsfs retries for ~33 s per
     file before falling back to copy+delete; the proxy refuses it at once (400) so the fallback is used."""
-    proxy = FaultProxy(gcs_emulator.endpoint, plan=FaultPlan(unsupported="/moveTo/")).start()
+    proxy = FaultProxy(gcs_emulator.endpoint, plan=FaultPlan(unsupported="/moveTo/", gcs_preconditions=True)).start()
     try:
         yield proxy
     finally:
@@ -196,9 +198,14 @@ class FaultPlan:
     max_failures: int = 0
     faults: tuple[str, ...] = FAULTS
     forbidden_paths: frozenset[str] = frozenset()  # request paths ("/bucket/key") answered with S3's 403
+    forbidden_part: str | None = None  # request paths containing this are answered with S3's 403 too
     # Request paths containing this are answered 400 at once: for API calls the upstream emulator lacks and
     # answers 501, which clients retry for half a minute before they fall back.
     unsupported: str | None = None
+    # The GCS emulator ignores ifGenerationMatch (a second create with ifGenerationMatch=0 succeeds, a
+    # delete with a wrong generation deletes); real GCS answers 412. With this on, the proxy checks the
+    # object's generation upstream and answers 412 itself, as GCS would.
+    gcs_preconditions: bool = False
 
 
 @dataclass
@@ -209,6 +216,7 @@ class FaultProxy:
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of every request seen
     injected: list[tuple[str, str, str]] = field(default_factory=list)  # (fault, method, path)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    precondition_lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> "FaultProxy":
@@ -239,7 +247,7 @@ class FaultProxy:
         with self._lock:
             self.requests.append((method, path))
             plan = self.plan
-            if urlsplit(path).path in plan.forbidden_paths:
+            if urlsplit(path).path in plan.forbidden_paths or (plan.forbidden_part and plan.forbidden_part in path):
                 fault = "403"
             elif plan.unsupported and plan.unsupported in path:
                 return "400"
@@ -295,6 +303,16 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
                 + b"</Code><Message>injected by the test proxy</Message></Error>")
             self._answer(status, payload, "application/xml")
             return
+        if self.owner.plan.gcs_preconditions and "ifGenerationMatch=" in self.path:
+            with self.owner.precondition_lock:  # check and act as one step, like the real service
+                if _gcs_generation(self.owner.upstream, self.path, body) != parse_qs(urlsplit(self.path).query)["ifGenerationMatch"][0]:
+                    self._answer(412, b'{"error": {"code": 412, "message": "conditionNotMet"}}', "application/json")
+                    return
+                self._forward(body)
+            return
+        self._forward(body)
+
+    def _forward(self, body: bytes) -> None:
         upstream = urlsplit(self.owner.upstream)
         conn = http.client.HTTPConnection(upstream.netloc, timeout=60)
         try:
@@ -326,6 +344,29 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _handle
+
+
+def _gcs_generation(upstream: str, path: str, body: bytes) -> str:
+    """The current generation of the object a GCS JSON-API request names ("0": no such object)."""
+    parts = urlsplit(path)
+    query = parse_qs(parts.query)
+    m = re.match(r"^(?:/upload)?/storage/v1/b/([^/]+)/o(?:/(.+))?$", parts.path)
+    if not m:
+        return "0"
+    bucket, name = m.group(1), unquote(m.group(2) or "")
+    if not name:
+        name = (query.get("name") or [""])[0]
+    if not name:  # a multipart upload names the object in its JSON part
+        found = re.search(rb'"name"\s*:\s*"((?:[^"\\]|\\.)*)"', body)
+        name = json.loads(b'"' + found.group(1) + b'"') if found else ""
+    conn = http.client.HTTPConnection(urlsplit(upstream).netloc, timeout=30)
+    try:
+        conn.request("GET", f"/storage/v1/b/{bucket}/o/{quote(name, safe='')}")
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    return str(json.loads(data).get("generation", "0")) if resp.status == 200 else "0"
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import REPO
-from transforms import writing
+from transforms import ownership, writing
 from transforms.schema import HISTORY_TABLES, TABLES
 
 TABLE_NAMES = ("frames", "issues")
@@ -62,8 +62,8 @@ def visible(output: Path) -> dict[str, bytes]:
     if not output.exists():
         return files
     for name in os.listdir(output):
-        if name in (writing.RUNS_DIR, writing.CURRENT_LINK):
-            continue
+        if name in (writing.RUNS_DIR, writing.CURRENT_LINK, ownership.LOGS_DIR, ownership.LEASE, ownership.MARKER):
+            continue  # run folders, the run logs, the lease and the ownership marker are no output a reader reads
         path = output / name
         if path.is_file():
             files[name] = path.read_bytes()
@@ -117,15 +117,16 @@ def test_tables_the_new_run_lacks_disappear_with_the_swap(tmp_path):
     assert not os.path.lexists(out / "masks")
 
 
-def test_an_output_of_the_old_in_place_layout_is_replaced(tmp_path):
+def test_publish_never_moves_or_replaces_what_it_did_not_write(tmp_path):
+    """The pre-0.1 layout migration is gone: a real folder where a table link would go stays as it is."""
     out = tmp_path / "out"
     (out / "frames").mkdir(parents=True)
-    (out / "frames" / "part-00000.parquet").write_bytes(b"old")
-    (out / "_SUCCESS").write_text("{}")
+    (out / "frames" / "part-00000.parquet").write_bytes(b"not framebeam's")
     (out / "_staging" / "old-run").mkdir(parents=True)
-    publish_run(str(out), "run-a", rows=2)
-    assert count(out, "frames") == 2
-    assert not (out / "_staging").exists() and sorted(os.listdir(out / writing.RUNS_DIR)) == ["run-a"]
+    with pytest.raises(writing.NotOurs, match="left alone"):
+        publish_run(str(out), "run-a", rows=2)
+    assert (out / "frames" / "part-00000.parquet").read_bytes() == b"not framebeam's"
+    assert (out / "_staging" / "old-run").is_dir() and not os.path.lexists(out / writing.CURRENT_LINK)
 
 
 def test_object_store_publishes_a_manifest_in_success_written_last():
@@ -253,11 +254,12 @@ def test_framebeam_run_killed_at_any_moment_leaves_the_previous_output(sample, t
             wait_for(lambda: ready(known), proc)
         kill_group(proc)
         assert visible(out) == before, f"killed {moment}: the output changed"
-    assert len(runs(out)) >= 3  # the killed runs' folders are still there ...
+    # The last killed run's folder is still there (each run removes what killed runs left, at its start) ...
+    assert len(runs(out)) >= 2
 
     again = start_run(sample, out)
     assert again.wait(timeout=300) == 0, again.stderr.read()
-    assert len(runs(out)) == 1  # ... until the next successful run
+    assert len(runs(out)) == 1  # ... until the next run
     assert table_contents(out) == contents  # same input, same output: identical tables, row order aside
     # The killed runs left no trace in the history: the first complete run, then this one.
     history_runs = duckdb.sql(f"SELECT run_id FROM read_parquet('{out}/history_runs/*.parquet') ORDER BY published_at").fetchall()

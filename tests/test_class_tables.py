@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 from transforms.joining import MaskLabels, MaskLabelsError
 
 MIN_LABEL_FRAMES = 5  # the default of --min-label-frames
@@ -72,7 +72,7 @@ FORMS = {
 def run_form(camvid: dict, form: str) -> Path:
     """Run once per form (module-wide): the output folder."""
     if form not in camvid["runs"]:
-        out = camvid["dir"] / f"out-{form.replace('.', '-')}"
+        out = beside(camvid["dir"], f"out-{form.replace('.', '-')}")
         if form == "rois":
             args = ["--input", str(camvid["dir"] / "rois.jsonl")]
         else:
@@ -152,7 +152,7 @@ def test_unknown_forms_fail_with_the_accepted_forms(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"Animal": [64, 128]}')
     (tmp_path / "f.jsonl").write_text("{}\n")
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--mask-labels", str(tmp_path / "bad.json"),
-                   "--output", str(tmp_path / "out"), "--quiet") == 2
+                   "--output", str(beside(tmp_path)), "--quiet") == 2
 
 
 def test_text_table_forms() -> None:

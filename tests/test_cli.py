@@ -10,7 +10,7 @@ import pytest
 import zstandard
 
 from tests.bad_records import BAD_RECORDS, BASE_FRAME
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 
 
 def frame(i: int, **extra) -> dict:
@@ -42,7 +42,7 @@ def mixed_shards(tmp_path: Path) -> tuple[Path, dict[str, int]]:
 
 def test_convert_reads_every_shard_form(mixed_shards, tmp_path):
     d, expected = mixed_shards
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("convert", "--input", f"{d}/*", "--output", str(out)) == 0
     rows = query(f"SELECT regexp_extract(shard, '[^/]+$'), count(*), min(line), max(line) FROM {table(out, 'frames')} GROUP BY 1 ORDER BY 1")
     assert {name: n for name, n, _, _ in rows} == expected
@@ -63,7 +63,7 @@ def test_every_hostile_record_is_accounted_for(tmp_path):
     """Nothing lost, nothing crashes: each record is in frames (by shard+line) or an error row in issues."""
     shard = tmp_path / "bad.jsonl"
     shard.write_bytes(b"\n".join(b.raw for b in BAD_RECORDS) + b"\n")
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("validate", "--no-decode", "--input", str(shard), "--output", str(out), "--quiet") == 1
     frames = {line for (line,) in query(f"SELECT line FROM {table(out, 'frames')}")}
     unparsed = {line: raw for line, raw in query(f"SELECT line, raw FROM {table(out, 'issues')} WHERE frame_id IS NULL AND severity = 'error'")}
@@ -82,7 +82,7 @@ def test_validate_exit_status_and_thresholds(tmp_path, capsys):
     good.write_bytes(jsonl([frame(1), frame(2)]))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(jsonl([frame(3)]) + b"{not json\n")
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("validate", "--no-decode", "--input", str(good), "--output", str(out)) == 0
     assert "2 frames (2 valid), 0 errors" in capsys.readouterr().out
     assert run_cli("validate", "--no-decode", "--input", str(bad), "--output", str(out)) == 1
@@ -93,12 +93,12 @@ def test_misuse_exits_2(tmp_path, capsys):
     good = tmp_path / "good.jsonl"
     good.write_bytes(jsonl([frame(1)]))
     with pytest.raises(SystemExit) as e:
-        run_cli("validate", "--input", str(good), "--output", str(tmp_path / "o"), "--no-such-flag")
+        run_cli("validate", "--input", str(good), "--output", str(beside(tmp_path, "o")), "--no-such-flag")
     assert e.value.code == 2
-    assert run_cli("convert", "--input", str(tmp_path / "missing-*.jsonl"), "--output", str(tmp_path / "o")) == 2
+    assert run_cli("convert", "--input", str(tmp_path / "missing-*.jsonl"), "--output", str(beside(tmp_path, "o"))) == 2
     assert "no input file matches" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
-        run_cli("convert", "--output", str(tmp_path / "o"))
+        run_cli("convert", "--output", str(beside(tmp_path, "o")))
     assert e.value.code == 2
 
 
@@ -106,13 +106,13 @@ def test_beam_flags_pass_through(tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_bytes(jsonl([frame(1)]))
     # A Beam flag framebeam does not own is accepted (and used) rather than refused.
-    assert run_cli("convert", "--input", str(good), "--output", str(tmp_path / "o"), "--job_name", "nightly-check") == 0
+    assert run_cli("convert", "--input", str(good), "--output", str(beside(tmp_path, "o")), "--job_name", "nightly-check") == 0
 
 
 def test_parallel_workers_give_the_same_tables(mixed_shards, tmp_path):
     """Multi-process runner: every DoFn pickles, and results do not depend on the worker layout."""
     d, _ = mixed_shards
-    one, two = tmp_path / "one", tmp_path / "two"
+    one, two = beside(tmp_path, "one"), beside(tmp_path, "two")
     assert run_cli("convert", "--input", f"{d}/*", "--output", str(one)) == 0
     assert run_cli("convert", "--input", f"{d}/*", "--output", str(two), parallel=True) == 0
     for name in ("frames", "rois", "issues"):
@@ -125,7 +125,7 @@ def test_tables_command_prints_each_tables_glob(mixed_shards, tmp_path, capsys):
     from pipelines.cli import main
 
     d, _ = mixed_shards
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("convert", "--input", f"{d}/*", "--output", str(out), "--quiet") == 0
     capsys.readouterr()
     assert main(["tables", str(out)]) == 0
@@ -164,7 +164,7 @@ def test_compressed_shards_count_at_their_expanded_size(tmp_path):
 
     (tmp_path / "a.jsonl").write_bytes(jsonl([frame(1)]))
     (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(jsonl([frame(2)])))
-    size = check_inputs(JobOptions("convert", (f"{tmp_path}/*",), str(tmp_path / "o")))
+    size = check_inputs(JobOptions("convert", (f"{tmp_path}/*",), str(beside(tmp_path, "o"))))
     plain, packed = (tmp_path / "a.jsonl").stat().st_size, (tmp_path / "b.jsonl.gz").stat().st_size
     assert size.stored == plain + packed
     assert size.expanded == plain + COMPRESSION_RATIO * packed
@@ -173,6 +173,6 @@ def test_compressed_shards_count_at_their_expanded_size(tmp_path):
 def test_summary_says_how_fast_the_run_went(tmp_path, capsys):
     good = tmp_path / "good.jsonl"
     good.write_bytes(jsonl([frame(i) for i in range(3)]))
-    assert run_cli("convert", "--input", str(good), "--output", str(tmp_path / "o")) == 0
+    assert run_cli("convert", "--input", str(good), "--output", str(beside(tmp_path, "o"))) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("framebeam convert: 3 frames (3 valid)") and first.endswith(" frames/s)"), first

@@ -144,16 +144,16 @@ def test_breaches_become_error_findings_naming_value_threshold_and_labels() -> N
     result["breaches"] = check_thresholds(result, {"linf": 0.25, "js": 0.01, "psi": 100.0})
     assert [b["metric"] for b in result["breaches"]] == ["linf", "js"]
     rows = drift_findings(result, "gs://b/out")
-    by_code = {row[4]: row for row in rows}
+    by_code = {row.code: row for row in rows}
     assert set(by_code) == {"drift_label_appeared", "drift_label_vanished", "drift_label_colour_changed",
                             "drift_distribution_exceeded", "drift_js_exceeded"}
     for code, row in by_code.items():
-        assert code in CODES and row[3] == CODES[code].severity
+        assert code in CODES and row.severity == CODES[code].severity
         assert row[:3] == (None, None, None)  # dataset-level
     linf = by_code["drift_distribution_exceeded"]
-    assert linf[3] == "error" and "drift" in linf[4]
-    assert "0.3000" in linf[6] and "linf=0.25" in linf[6] and "['car'] 50.0% -> 20.0%" in linf[6]
-    js = by_code["drift_js_exceeded"][6]
+    assert linf.severity == "error" and "drift" in linf.code
+    assert "0.3000" in linf.message and "linf=0.25" in linf.message and "['car'] 50.0% -> 20.0%" in linf.message
+    js = by_code["drift_js_exceeded"].message
     assert f"{result['label_distribution']['js']:.4f}" in js and "js=0.01" in js and "['person']" in js
 
 
@@ -161,8 +161,8 @@ def test_slice_breach_has_its_own_code() -> None:
     result = compare_profiles(CURRENT, BASELINE)
     result["breaches"] = check_thresholds(result, {"psi": 0.5})
     rows = drift_findings(result, "b", "source_id=rear")
-    assert [r[4] for r in rows] == ["drift_slice_exceeded"]  # appeared/vanished are reported for the whole run only
-    assert "source_id=rear" in rows[0][6] and "psi=0.5" in rows[0][6]
+    assert [r.code for r in rows] == ["drift_slice_exceeded"]  # appeared/vanished are reported for the whole run only
+    assert "source_id=rear" in rows[0].message and "psi=0.5" in rows[0].message
 
 
 shares = st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 1000), max_size=6)

@@ -7,7 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.flattening import TableRows, chunk_tables, frame_tables, rows_to_table
+from transforms.flattening import TableRows, chunk_tables, frame_issue_rows, frame_row, mask_row, rows_to_table
+from transforms.findings import Finding
 from transforms.joining import join_frame
 from transforms.reading import RawRecord, RecordChunk
 from transforms.schema import TABLES
@@ -54,6 +55,21 @@ def test_chunk_tables_hold_one_row_per_source_and_roi_with_provenance():
     assert sources.column("meta").to_pylist() == ['{"k":1}', None, None, None]
 
 
+def test_frames_and_masks_columns_equal_the_named_rows():
+    """chunk_tables builds frames and masks column by column; frame_row and mask_row build the same rows by name
+    (for frames whose masks are decoded): the two must agree, column for column."""
+    joined = joined_frames()
+    joined[1].frame.findings.append(Finding("too_many_masks", "/sources", "x"))  # an error: valid False, n_errors 1
+    tables = chunk_tables(joined)
+    assert tables["frames"].equals(rows_to_table("frames", [frame_row(j) for j in joined]))
+    assert tables["frames"].column("valid").to_pylist() == [True, False, True]
+    mask_rows = [mask_row(j, si, mi) for j in joined for si, s in enumerate(j.frame.doc.sources) for mi in range(len(s.masks))]
+    assert len(mask_rows) == 1 and mask_rows[0].n_declared_colours == 1
+    assert tables["masks"].equals(rows_to_table("masks", mask_rows))
+    only_last = chunk_tables(joined, settled=joined[2:])
+    assert only_last["frames"].column("frame_id").to_pylist() == ["mem://s.jsonl#3"] and only_last["masks"].num_rows == 0
+
+
 def test_chunk_tables_of_frames_without_rois_are_empty_tables():
     tables = chunk_tables(joined_frames()[1:2])
     assert tables["rois"].num_rows == 0 and tables["rois"].schema == TABLES["rois"]
@@ -64,8 +80,8 @@ def test_buffer_mixes_row_tuples_and_arrow_tables_in_arrival_order_per_kind():
     joined = joined_frames()
     buffer = TableBuffer(max_rows=10)
     assert buffer.add(TableRows("rois", chunk_tables(joined)["rois"])) is None
-    issue_rows = [row for j in joined for row in frame_tables(j)["issues"]]
-    frames_rows = [row for j in joined for row in frame_tables(j)["frames"]]
+    issue_rows = [row for j in joined for row in frame_issue_rows(j)]
+    frames_rows = [frame_row(j) for j in joined]
     buffer.add(TableRows("issues", issue_rows))
     full = buffer.add(TableRows("frames", frames_rows))
     assert full is None or full in buffer.tables()
@@ -110,3 +126,19 @@ def test_roi_type_reads_an_escaped_key():
     assert roi_type('{"_type":"b2d"}') == "b2d"
     assert roi_type('{"kind":"x\\n"}') is None
     assert roi_type(None) is None
+
+
+def test_summary_counts_read_named_rows_and_arrow_tables_alike():
+    from transforms.writing import finding_counts
+
+    joined = joined_frames()
+    joined[1].frame.findings.append(Finding("too_many_masks", "/sources", "x"))
+    tables = chunk_tables(joined)
+    rows = {"frames": [frame_row(j) for j in joined],
+            "masks": [mask_row(j, 0, 0, status="ok") for j in joined[:1]] + [mask_row(j, 0, 0) for j in joined[:1]]}
+    as_rows = finding_counts([TableRows("frames", rows["frames"]), TableRows("masks", rows["masks"])])
+    as_tables = finding_counts([TableRows("frames", tables["frames"]),
+                                TableRows("masks", rows_to_table("masks", rows["masks"]))])
+    assert as_rows == as_tables
+    assert as_rows[("frames", "total")] == 3 and as_rows[("frames", "valid")] == 2
+    assert as_rows[("masks", "total")] == 2 and as_rows[("masks", "decoded")] == 1

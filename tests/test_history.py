@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.conftest import query, run_cli, shared_dir, table
+from tests.conftest import beside, query, run_cli, shared_dir, table
 from tests.servers import gcs, gcs_emulator, gcs_proxy, moto_s3, s3  # noqa: F401 - fixtures
 from transforms import history
 from transforms.drift import HIST_BINS, LabelProfile
@@ -231,7 +231,7 @@ WINDOWS = [slice(0, 14), slice(8, 22), slice(16, 30)]
 @pytest.fixture(scope="module")
 def three_runs(drawn: list[Path], tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("runs")
-    out = tmp / "out"
+    out = beside(tmp)
     run_windows(tmp, drawn, COLOURS, WINDOWS, str(out), "--slice-by", "source_id", "--slice-by", "meta.site.name")
     return out
 
@@ -257,7 +257,7 @@ def test_history_with_a_class_table(drawn: list[Path], tmp_path: Path) -> None:
     table_file = tmp_path / "classes.json"
     table_file.write_text(json.dumps({name: list(rgb) for name, rgb in COLOURS.items()}))
     windows = [slice(0, 8), slice(20, 28)]
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     for i, window in enumerate(windows):
         frames = [{"id": m.stem, "sources": [{"id": "cam", "uri": "unused.jpg", "masks": [{"id": "00", "uri": str(m)}]}]}
                   for m in drawn[window]]
@@ -333,7 +333,7 @@ def test_tables_lists_history(three_runs: Path, capsys) -> None:
 
 
 def test_keep_history_and_max_drift_thresholds(drawn: list[Path], tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     frames = [write_frames(tmp_path / f"f{i}.jsonl", drawn[w], COLOURS) for i, w in enumerate(WINDOWS)]
     base = ["--output", str(out), "--quiet", "--keep-history", "2", "--baseline", "previous"]
     # First run: no previous run, so nothing to breach.
@@ -357,19 +357,19 @@ def test_keep_history_and_max_drift_thresholds(drawn: list[Path], tmp_path: Path
 
 def test_max_drift_without_baseline_is_misuse(drawn: list[Path], tmp_path: Path) -> None:
     frames = write_frames(tmp_path / "f.jsonl", drawn[:2], COLOURS)
-    assert run_cli("validate", "--input", str(frames), "--output", str(tmp_path / "o"), "--quiet", "--max-drift", "js=0.1") == 2
+    assert run_cli("validate", "--input", str(frames), "--output", str(beside(tmp_path, "o")), "--quiet", "--max-drift", "js=0.1") == 2
     with pytest.raises(SystemExit):
-        run_cli("validate", "--input", str(frames), "--output", str(tmp_path / "o"), "--max-drift", "kl=0.1")
+        run_cli("validate", "--input", str(frames), "--output", str(beside(tmp_path, "o")), "--max-drift", "kl=0.1")
 
 
 @pytest.mark.slow
 def test_convert_keeps_history_of_verdicts(drawn: list[Path], tmp_path: Path) -> None:
     frames = write_frames(tmp_path / "f.jsonl", drawn[:3], COLOURS)
     for _ in range(2):
-        assert run_cli("convert", "--input", str(frames), "--output", str(tmp_path / "o"), "--quiet") == 0
-    runs = runs_rows(tmp_path / "o")
+        assert run_cli("convert", "--input", str(frames), "--output", str(beside(tmp_path, "o")), "--quiet") == 0
+    runs = runs_rows(beside(tmp_path, "o"))
     assert [r["command"] for r in runs] == ["convert", "convert"] and all(r["frames"] == 3 for r in runs)
-    assert history_rows(tmp_path / "o") == []  # no labels without decoding
+    assert history_rows(beside(tmp_path, "o")) == []  # no labels without decoding
 
 
 # ---------------------------------------------------------------- buckets
@@ -393,7 +393,7 @@ def local_history(out: Path) -> tuple[list[dict], list[dict]]:
 @pytest.fixture(scope="module")
 def local_two_runs(drawn: list[Path], tmp_path_factory) -> tuple[Path, list[Path]]:
     tmp = tmp_path_factory.mktemp("local-two")
-    out = tmp / "out"
+    out = beside(tmp)
     frames = [write_frames(tmp / f"f{i}.jsonl", drawn[w], COLOURS) for i, w in enumerate(WINDOWS[:2])]
     for f in frames:
         assert run_cli("run", "--input", str(f), "--output", str(out), "--baseline", "previous", "--quiet") == 0
@@ -444,7 +444,7 @@ def test_camvid_windows(tmp_path: Path) -> None:
     colours = {k: tuple(v) for k, v in json.loads((root / "colors.json").read_text()).items()}
     masks = sorted(root.glob("*.png"))
     windows = [slice(0, 40), slice(30, 70), slice(60, 100)]
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     run_windows(tmp_path, masks, colours, windows, str(out))
     runs = runs_rows(out)
     refs = [numpy_profile(masks[w], colours) for w in windows]

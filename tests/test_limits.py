@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.mask_requests import too_many_masks
 from transforms.statistics import analyse_mask, analyse_mask_bytes
@@ -133,7 +133,7 @@ def test_limits_through_the_cli(tmp_path):
         {"id": "deep", "sources": [], "rois": [], "meta": {"a": [[[[[[[[[1]]]]]]]]]}},
     ]
     (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(f) + b"\n" for f in frames))
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     status = run_cli("run", "--input", str(tmp_path / "in.jsonl"), "--output", str(out), "--quiet",
                      "--max-json-depth", "8", "--max-masks-per-frame", "2", "--mask-decode-timeout", "0.01")
     assert status == 0

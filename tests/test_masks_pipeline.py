@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -50,16 +50,16 @@ def test_one_file_is_read_and_decoded_once_for_many_frames(tmp_path, monkeypatch
     monkeypatch.setattr(masks, "read_mask", lambda uri, **kw: calls.append(uri) or real(uri, **kw))
     (tmp_path / "m.png").write_bytes(png_bytes(blob_mask()))
     write_frames(tmp_path / "f.jsonl", [frame(f"f{i}", "m.png", {"car": RED, "road": GREEN}) for i in range(25)])
-    assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(tmp_path / "out"), "--quiet") == 0
+    assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(beside(tmp_path)), "--quiet") == 0
     assert len(calls) == 1  # in-memory runner: the monkeypatch reaches the worker
-    assert query(f"SELECT count(DISTINCT frame_id), count(*) FROM {table(tmp_path / 'out', 'label_stats')}") == [(25, 50)]
+    assert query(f"SELECT count(DISTINCT frame_id), count(*) FROM {table(beside(tmp_path), 'label_stats')}") == [(25, 50)]
 
 
 def test_stats_crops_and_png_crops_decode_back(tmp_path):
     pixels = blob_mask()
     (tmp_path / "m.png").write_bytes(png_bytes(pixels))
     write_frames(tmp_path / "f.jsonl", [frame("a", "m.png", {"car": RED, "road": GREEN, "sky": BLUE})])
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(out), "--quiet", "--crop-png") == 0
     stats = {tuple(rgb): rest for rgb, *rest in query(
         f"SELECT rgb, pixel_count, bbox_x0, bbox_y0, bbox_x1, bbox_y1, pixel_fraction FROM {table(out, 'label_stats')}")}
@@ -95,7 +95,7 @@ def test_mask_level_errors_mark_the_frame_invalid_and_the_run_goes_on(tmp_path):
     frames.append(frame("missing", "nowhere.png", {"car": RED}))
     frames.append(frame("wrong_size", "good.png", {"car": RED}, width=65))
     write_frames(tmp_path / "f.jsonl", frames)
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(out), "--quiet") == 0
     status = dict(query(f"SELECT frame_id, status FROM {table(out, 'masks')}"))
     assert status == {"good": "ok", "empty": "mask_empty_file", "truncated": "mask_corrupt", "garbage": "mask_corrupt",
@@ -118,7 +118,7 @@ def test_palette_and_grayscale_masks(tmp_path):
         frame("p", "p.png", {"car": RED, "road": GREEN}, 2, 2),
         frame("g", "g.png", {"thing": (9, 9, 9), "other": (200, 200, 200)}, 2, 2),
     ])
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(out), "--quiet") == 0
     got = {(f, tuple(rgb)): n for f, rgb, n in query(f"SELECT frame_id, rgb, pixel_count FROM {table(out, 'label_stats')}")}
     assert got == {("p", RED): 2, ("p", GREEN): 1, ("g", (9, 9, 9)): 3, ("g", (200, 200, 200)): 1}
@@ -130,7 +130,7 @@ def test_dataset_level_label_checks(tmp_path):
     frames = [frame(f"f{i}", "m.png", {"car": RED, "road": GREEN}) for i in range(60)]
     frames.append(frame("odd", "m.png", {"car": GREEN, "bus": RED}))  # car in another colour; red means bus here
     write_frames(tmp_path / "f.jsonl", frames)
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("run", "--input", str(tmp_path / "f.jsonl"), "--output", str(out), "--quiet") == 0
     codes = {c for (c,) in query(f"SELECT code FROM {table(out, 'issues')} WHERE shard IS NULL")}
     assert {"label_multiple_colours", "colour_multiple_labels", "label_few_samples", "label_imbalance"} <= codes

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 
 FOLDERS = ("camvid", "dubai_aerial", "voc")
 
@@ -44,7 +44,7 @@ def real_run(tmp_path_factory):
                            "rois": [{"label": [name], "sources": ["img"], "mask": {"id": "00", "value": rgb}} for name, rgb in colours.items()]})
             expected[fid] = reference(path, colours)
     (d / "frames.jsonl").write_text("".join(json.dumps(f) + "\n" for f in frames))
-    out = d / "out"
+    out = beside(d)
     assert run_cli("run", "--input", str(d / "frames.jsonl"), "--output", str(out), "--quiet", parallel=True) == 0
     return out, expected
 

@@ -21,6 +21,7 @@ from transforms.flattening import rows_to_table
 from transforms.markup import Markup, h, join
 from transforms.report import render_report, write_report
 from transforms.report_data import OutputFolder, pick_row_groups, row_groups, worst_frames
+from transforms.schema import FrameRow
 
 MASK_W, MASK_H = 400, 300  # wider than the 320 px preview: the report must downscale it
 CAR, ROAD, EVIL = (0, 0, 142), (128, 64, 128), (255, 0, 0)
@@ -233,7 +234,9 @@ def test_worst_frames_skip_row_groups_but_find_the_worst(tmp_path: Path) -> None
     errors = rng.integers(0, 4, 3_000)
     errors[[5, 1700, 2999]] = [9, 12, 9]
     warnings = rng.integers(0, 3, 3_000)
-    rows = [(f"f{i}", "s.jsonl", i + 1, None, None, 1, 0, 0, e == 0, int(e), int(w), None, None, None, None)
+    rows = [FrameRow(frame_id=f"f{i}", shard="s.jsonl", line=i + 1, context_id=None, timestamp=None, n_sources=1, n_rois=0,
+                     n_masks=0, valid=e == 0, n_errors=int(e), n_warnings=int(w), dataset_id=None, dataset_version=None,
+                     meta=None, extra=None)
             for i, (e, w) in enumerate(zip(errors, warnings))]
     path = tmp_path / "out" / "frames" / "part-00000.parquet"
     path.parent.mkdir(parents=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import beside, run_cli
 from tests.synthetic_history import EVIL_LABEL, synthetic_history
 from tests.test_history import COLOURS, draw_masks, write_frames
 from tests.browser import CHROMIUM, chromium, layout_check
@@ -23,7 +23,7 @@ RUNS, CLASSES = 30, 150
 def long_history(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("trends")
     frames = write_frames(tmp / "frames.jsonl", draw_masks(tmp / "masks", n=6), COLOURS)
-    out = tmp / "out"
+    out = beside(tmp)
     assert run_cli("run", "--input", str(frames), "--output", str(out), "--quiet") == 0
     run_folder = (out / "_current").resolve()
     history, runs = synthetic_history(RUNS, CLASSES)

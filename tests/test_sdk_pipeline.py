@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 
 pytest.importorskip("clearml", reason="clearml (test extra) builds the frames: pip install -e '.[test]'")
 from tests.sdk_frames import sdk_frames  # noqa: E402
@@ -28,7 +28,7 @@ def sdk_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("sdk")
     frames = sdk_frames(d / "masks")
     (d / "frames.jsonl").write_text("".join(json.dumps(f) + "\n" for f in frames))
-    out = d / "out"
+    out = beside(d)
     assert run_cli("run", "--input", str(d / "frames.jsonl"), "--output", str(out), "--quiet") in (0,)
     return frames, out
 

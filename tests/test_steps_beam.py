@@ -33,7 +33,7 @@ def test_read_and_validate_account_for_every_record(tmp_path):
     with test_pipeline.TestPipeline(options=OPTIONS) as p:
         validated = p | ReadFrames([str(tmp_path / "*.jsonl")]) | Validate()
         frames = validated | "Frames" >> beam.FlatMap(lambda c: [(f.shard, f.line, f.id) for f in c.frames])
-        problems = validated | "Problems" >> beam.FlatMap(lambda c: [(row[0], row[1], row[4]) for row in c.problems])
+        problems = validated | "Problems" >> beam.FlatMap(lambda c: [(row.shard, row.line, row.code) for row in c.problems])
         assert_that(frames, equal_to([(a, 1, "f1"), (a, 3, "f2"), (b, 1, "f3")]), label="AllFrames")
         assert_that(problems, equal_to([(a, 4, "json_invalid")]), label="AllProblems")
 
@@ -45,7 +45,7 @@ def test_join_masks_emits_rows_and_finds_duplicate_ids_across_shards(tmp_path):
         joined = p | ReadFrames([a, b]) | Validate() | JoinMasks(JoinOptions())
         rois = joined.rows | "Rois" >> beam.FlatMap(
             lambda t: [(r["frame_id"], r["join_rule"]) for r in t.rows.to_pylist()] if t.table == "rois" else [])
-        duplicates = joined.duplicates | "Dups" >> beam.FlatMap(lambda t: [(r[0], r[1], r[4]) for r in t.rows])
+        duplicates = joined.duplicates | "Dups" >> beam.FlatMap(lambda t: [(r.shard, r.line, r.code) for r in t.rows])
         assert_that(rois, equal_to([("same", "schema"), ("other", "schema"), ("same", "schema")]), label="RoisJoined")
         assert_that(duplicates, equal_to([(a, 1, "duplicate_frame_id"), (b, 1, "duplicate_frame_id")]), label="Duplicates")
 

@@ -116,7 +116,7 @@ def test_table_classes_without_pixels_still_get_a_row_and_are_ranked_last() -> N
         (("road",), 10, 10, 10), (("car",), 2, 10, 10), (("train",), 0, 10, 10)]
     row = label_summary_rows(classes)[2]
     assert list(row[:7]) == [["train"], [192, 64, 128], 0, 0, 10, 10, 0]
-    codes = [(r[4], r[6]) for r in summary_findings(classes, min_label_frames=5)]
+    codes = [(r.code, r.message) for r in summary_findings(classes, min_label_frames=5)]
     assert [c for c, _ in codes] == ["label_never_present", "label_few_samples"]
     assert "'train'" in codes[0][1] and "'car'" in codes[1][1]
 
@@ -149,14 +149,14 @@ def test_presence_drives_few_samples_and_imbalance() -> None:
     events = [(many, ("frame", True, True))] * 120 + [(many, mask_event(0.3, roi=True))] * 120
     # bridge is declared by ROIs in 120 frames, present in 2: declarations no longer hide rarity.
     events += [(rare, ("frame", i < 2, True)) for i in range(120)] + [(rare, mask_event(0.01 if i < 2 else 0.0, roi=True)) for i in range(120)]
-    codes = {r[4] for r in summary_findings(summarise(events, [("masks", None, 120)]), min_label_frames=5)}
+    codes = {r.code for r in summary_findings(summarise(events, [("masks", None, 120)]), min_label_frames=5)}
     assert codes == {"label_few_samples", "label_imbalance"}
 
 
 def test_colour_and_label_inconsistencies() -> None:
     items = [((("car",), (1, 1, 1)), ("frame", True, True))] * 100 + [((("car",), (2, 2, 2)), ("frame", True, True))] * 10
     items += [((("bus",), (1, 1, 1)), ("frame", True, True))] * 10
-    codes = {row[4] for row in summary_findings(summarise(items, [("masks", None, 120)]), min_label_frames=5)}
+    codes = {row.code for row in summary_findings(summarise(items, [("masks", None, 120)]), min_label_frames=5)}
     assert codes == {"label_multiple_colours", "colour_multiple_labels"}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.conftest import query, run_cli
+from tests.conftest import beside, query, run_cli
 from tests.servers import FaultProxy, moto_s3, s3_proxy, s3_through_proxy  # noqa: F401 - fixtures
 from transforms.sample import write_sample
 from transforms.uris import UriPolicy, resolve_uri
@@ -104,7 +104,7 @@ def hostile_dataset(tmp_path: Path, s3_through_proxy: FaultProxy) -> dict:
 
 def test_uris_outside_the_policy_give_uri_not_allowed_and_nothing_is_read(hostile_dataset, tmp_path):
     data, proxy = hostile_dataset["data"], hostile_dataset["proxy"]
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("run", "--input", str(data / "shards/frames.jsonl"), "--output", str(out), "--quiet",
                    "--allow-uri-prefix", str(data / "masks")) == 0
     findings = dict(query(f"SELECT frame_id, list(code ORDER BY code) FROM read_parquet('{out}/issues/*.parquet') "
@@ -126,7 +126,7 @@ def test_uris_outside_the_policy_give_uri_not_allowed_and_nothing_is_read(hostil
 def test_http_is_read_only_with_allow_http(hostile_dataset, tmp_path):
     """The same http URI, now allowed: the request reaches the server (so the proof above can fail)."""
     data, proxy = hostile_dataset["data"], hostile_dataset["proxy"]
-    out = tmp_path / "out"
+    out = beside(tmp_path)
     assert run_cli("run", "--input", str(data / "shards/frames.jsonl"), "--output", str(out), "--quiet",
                    "--allow-http") == 0
     assert "/other-bucket/a.png" in proxy.paths_requested()

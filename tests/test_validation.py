@@ -19,7 +19,7 @@ def findings_of(raw: bytes, limits: ReadLimits = ReadLimits()):
     chunk = validate_chunk(RecordChunk("mem://shard.jsonl", records))
     if chunk.problems:
         assert not chunk.frames
-        return False, {(row[4], row[5]) for row in chunk.problems}, chunk.problems
+        return False, {(row.code, row.path) for row in chunk.problems}, chunk.problems
     (frame,) = chunk.frames
     join_frame(frame)
     return True, {(f.code, f.path) for f in frame.findings}, frame.findings

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import query, run_cli, table
+from tests.conftest import beside, query, run_cli, table
 from tests.videos import PALETTE, moving_blob_masks, unpack_rgb, write_h264_video, write_lossless_video
 from transforms.masks import DecodeOptions
 
@@ -132,7 +132,7 @@ def lossless_run(tmp_path_factory) -> tuple[Path, Counter]:
         opens[Path(str(getattr(file, "path", None) or getattr(file, "name", file))).name] += 1
         return real_open(file, *args, **kwargs)
 
-    out = folder / "out"
+    out = beside(folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(av, "open", counting_open)
         assert run_cli("run", "--input", str(folder / "shard-*.jsonl"), "--output", str(out), "--quiet") == 0
@@ -286,7 +286,7 @@ def lossy_runs(tmp_path_factory) -> tuple[list[np.ndarray], dict[int, Path]]:
     write_shards(folder, frames, shards=2, seed=3)
     outputs = {}
     for tolerance in (0, 32):
-        outputs[tolerance] = folder / f"out-{tolerance}"
+        outputs[tolerance] = beside(folder, f"out-{tolerance}")
         assert run_cli("run", "--input", str(folder / "shard-*.jsonl"), "--output", str(outputs[tolerance]),
                        "--colour-tolerance", str(tolerance), "--quiet") == 0
     return masks, outputs

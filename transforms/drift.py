@@ -34,6 +34,7 @@ from typing import Any
 
 from transforms.findings import Finding
 from transforms.flattening import finding_row
+from transforms.schema import IssueRow
 
 LabelKey = tuple[str, ...]
 Colour = tuple[int, int, int]
@@ -286,7 +287,7 @@ def parse_threshold(text: str) -> tuple[str, float]:
 # ---------------------------------------------------------------- findings
 
 
-def drift_findings(result: Mapping[str, Any], baseline: str = "the baseline", slice_name: str | None = None) -> list[tuple]:
+def drift_findings(result: Mapping[str, Any], baseline: str = "the baseline", slice_name: str | None = None) -> list[IssueRow]:
     """Dataset-level ``issues`` rows for a drift result: appeared/vanished/recoloured labels and threshold breaches."""
     rows = []
 

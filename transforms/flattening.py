@@ -1,5 +1,5 @@
-"""Flattening joined frames into table rows (tuples in the column order of ``transforms.schema``, or Arrow
-columns for the two tables with many rows per frame)."""
+"""Flattening joined frames into table rows (the row types of ``transforms.schema``, or Arrow columns for
+the two tables with many rows per frame)."""
 from __future__ import annotations
 
 import functools
@@ -16,12 +16,9 @@ from transforms.findings import ERROR, WARNING, Finding
 from transforms.content_types import infer_content_type
 from transforms.joining import JoinedFrame
 from transforms.reading import RawRecord
-from transforms.schema import TABLES
+from transforms.schema import TABLES, FrameRow, IssueRow, MaskRow
 from transforms.uris import redact_uri, resolve_uri
 from transforms.validation import meta_texts, raw_text
-
-Row = tuple
-
 
 CHUNK_GC_THRESHOLD = 200_000
 
@@ -47,11 +44,11 @@ def chunk_gc(fn):
 
 
 class TableRows(NamedTuple):
-    """Rows for one table; what every step hands to WriteTables: tuples in schema order, or (sources
-    and rois, built per chunk by ``chunk_tables``) an Arrow table."""
+    """Rows for one table; what every step hands to WriteTables: the table's row type (``schema.ROW_TYPES``),
+    or (sources and rois, built per chunk by ``chunk_tables``) an Arrow table."""
 
     table: str
-    rows: list[Row] | pa.Table
+    rows: list[tuple] | pa.Table
 
 
 def roi_type(meta: str | None) -> str | None:
@@ -70,11 +67,12 @@ def _parse_roi_type(meta: str) -> str | None:
 _cached_roi_type = functools.lru_cache(maxsize=4096)(_parse_roi_type)
 
 
-def finding_row(shard: str | None, line: int | None, frame_id: str | None, f: Finding, raw: str | None = None) -> Row:
-    return (shard, line, frame_id, f.severity, f.code, f.path, f.message, raw)
+def finding_row(shard: str | None, line: int | None, frame_id: str | None, f: Finding, raw: str | None = None) -> IssueRow:
+    return IssueRow(shard=shard, line=line, frame_id=frame_id, severity=f.severity, code=f.code, path=f.path,
+                    message=f.message, raw=raw)
 
 
-def record_problem_row(shard: str, rec: RawRecord, finding: Finding) -> Row:
+def record_problem_row(shard: str, rec: RawRecord, finding: Finding) -> IssueRow:
     """An issues row for a record that could not become a frame (it keeps the raw text). An element of
     a .json array also says where it starts: its index is the row's line, its byte offset is told here."""
     if rec.offset is not None and "byte offset" not in finding.message:
@@ -93,23 +91,24 @@ def count_severities(findings: Iterable[Finding]) -> tuple[int, int]:
     return errors, warnings
 
 
-def frame_row(j: JoinedFrame) -> Row:
+def frame_row(j: JoinedFrame) -> FrameRow:
     f = j.frame
     doc = f.doc
     errors, warnings = count_severities(f.findings)
     dataset = doc.dataset
-    return (
-        f.id, f.shard, f.line, doc.context_id, doc.timestamp, len(doc.sources), len(doc.rois),
-        sum(len(s.masks) for s in doc.sources), errors == 0, errors, warnings,
-        dataset.id if dataset else None, dataset.version if dataset else None, meta_texts([doc.meta])[0], f.extra,
+    return FrameRow(
+        frame_id=f.id, shard=f.shard, line=f.line, context_id=doc.context_id, timestamp=doc.timestamp,
+        n_sources=len(doc.sources), n_rois=len(doc.rois), n_masks=sum(len(s.masks) for s in doc.sources),
+        valid=errors == 0, n_errors=errors, n_warnings=warnings,
+        dataset_id=dataset.id if dataset else None, dataset_version=dataset.version if dataset else None,
+        meta=meta_texts([doc.meta])[0], extra=f.extra,
     )
 
 
-def with_frame_counts(row: Row, extra_errors: int, extra_warnings: int) -> Row:
-    # columns 8..10 are valid, n_errors, n_warnings (see schema.FRAMES)
+def with_frame_counts(row: FrameRow, extra_errors: int, extra_warnings: int) -> FrameRow:
     """A frames row with decode-level findings added to its counts (and validity)."""
-    errors = row[9] + extra_errors
-    return (*row[:8], errors == 0, errors, row[10] + extra_warnings, *row[11:])
+    errors = row.n_errors + extra_errors
+    return row._replace(valid=errors == 0, n_errors=errors, n_warnings=row.n_warnings + extra_warnings)
 
 
 def declared_size(source, mask) -> tuple[int | None, int | None]:
@@ -118,48 +117,39 @@ def declared_size(source, mask) -> tuple[int | None, int | None]:
             mask.height if mask.height is not None else source.height)
 
 
-def mask_base_row(j: JoinedFrame, s_index: int, m_index: int) -> Row:
-    """The masks-table columns known without decoding (everything up to n_declared_colours)."""
+def mask_row(j: JoinedFrame, s_index: int, m_index: int, status: str = "not_decoded") -> MaskRow:
+    """The masks row of a mask entry before decoding: the decode columns are empty, ``status`` says why."""
     f = j.frame
     s = f.doc.sources[s_index]
     m = s.masks[m_index]
     resolved = resolve_uri(m.uri, f.shard) if m.uri else None
-    return (
-        f.id, f.shard, f.line, s.id, m.id,
-        redact_uri(m.uri) if m.uri else None, redact_uri(resolved) if resolved else None,
-        infer_content_type(m.uri, m.content_type), m.timestamp,
-        *declared_size(s, m),
-        len(j.declarations.get((s_index, m_index), ())),
+    width, height = declared_size(s, m)
+    return MaskRow(
+        frame_id=f.id, shard=f.shard, line=f.line, source_id=s.id, mask_id=m.id,
+        uri=redact_uri(m.uri) if m.uri else None, resolved_uri=redact_uri(resolved) if resolved else None,
+        content_type=infer_content_type(m.uri, m.content_type), timestamp=m.timestamp,
+        declared_width=width, declared_height=height,
+        n_declared_colours=len(j.declarations.get((s_index, m_index), ())),
+        width=None, height=None, mode=None, status=status, undeclared_pixels=None, n_undeclared_colours=None,
+        top_undeclared=None,
     )
 
 
-def undecoded(status: str) -> tuple:
-    """The masks-table decode columns of a mask that was not decoded: only its status."""
-    return (None, None, None, status, None, None, None)
-
-
-NOT_DECODED = undecoded("not_decoded")
-
-
-def frame_tables(j: JoinedFrame, include_masks: bool = True, include_frame: bool = True) -> dict[str, list[Row]]:
-    """Rows of frames, masks (undecoded) and issues for one joined frame (sources and rois: ``chunk_tables``)."""
+def frame_issue_rows(j: JoinedFrame) -> list[IssueRow]:
+    """The issues rows of one joined frame's findings."""
     f = j.frame
-    out = {"issues": [finding_row(f.shard, f.line, f.id, x) for x in f.findings]}
-    if include_frame:
-        out["frames"] = [frame_row(j)]
-    if include_masks:
-        out["masks"] = [
-            mask_base_row(j, si, mi) + NOT_DECODED for si, s in enumerate(f.doc.sources) for mi in range(len(s.masks))
-        ]
-    return out
+    return [finding_row(f.shard, f.line, f.id, x) for x in f.findings]
 
 
-def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
-    """The sources and rois tables of a chunk of joined frames, built column by column.
+def chunk_tables(joined: Sequence[JoinedFrame], settled: Sequence[JoinedFrame] | None = None) -> dict[str, pa.Table]:
+    """The sources and rois tables of a chunk of joined frames, and the frames and (undecoded) masks
+    tables of its ``settled`` frames (default: all; a frame whose masks are decoded gets those rows
+    after decoding, from ``frame_row`` and ``mask_row``), built column by column.
 
-    These two tables hold ~20 rows per frame: building Arrow columns straight from the parsed structs
+    These tables hold ~20 rows per frame: building Arrow columns straight from the parsed structs
     (no row tuples, provenance columns by index) costs about two thirds of building rows and then
-    columns from them (rois: 88 -> 55-61 us a frame, docs/PERFORMANCE.md).
+    columns from them (rois: 88 -> 55-61 us a frame, docs/PERFORMANCE.md). The columns are those of
+    ``frame_row`` and ``mask_row`` (tests/test_flattening.py compares them).
     """
     frames = [j.frame for j in joined]
     ids = pa.array([f.id for f in frames], pa.string())
@@ -206,6 +196,57 @@ def chunk_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
             [x.rule for x in joins],
             roi_metas,
         ]),
+        **_frame_and_mask_tables(joined if settled is None else settled),
+    }
+
+
+def _frame_and_mask_tables(joined: Sequence[JoinedFrame]) -> dict[str, pa.Table]:
+    frames = [j.frame for j in joined]
+    docs = [f.doc for f in frames]
+    counts = [count_severities(f.findings) for f in frames]
+    datasets = [d.dataset for d in docs]
+    mask_columns: dict[str, list] = {name: [] for name in (
+        "frame_id", "shard", "line", "source_id", "mask_id", "uri", "resolved_uri", "content_type", "timestamp",
+        "declared_width", "declared_height", "n_declared_colours")}
+    add = {name: values.append for name, values in mask_columns.items()}
+    for j, f in zip(joined, frames):
+        for si, s in enumerate(f.doc.sources):
+            for mi, m in enumerate(s.masks):
+                width, height = declared_size(s, m)
+                resolved = resolve_uri(m.uri, f.shard) if m.uri else None
+                add["frame_id"](f.id)
+                add["shard"](f.shard)
+                add["line"](f.line)
+                add["source_id"](s.id)
+                add["mask_id"](m.id)
+                add["uri"](redact_uri(m.uri) if m.uri else None)
+                add["resolved_uri"](redact_uri(resolved) if resolved else None)
+                add["content_type"](infer_content_type(m.uri, m.content_type))
+                add["timestamp"](m.timestamp)
+                add["declared_width"](width)
+                add["declared_height"](height)
+                add["n_declared_colours"](len(j.declarations.get((si, mi), ())))
+    n_masks = len(mask_columns["frame_id"])
+    return {
+        "frames": _from_named("frames", len(frames), {
+            "frame_id": [f.id for f in frames],
+            "shard": [f.shard for f in frames],
+            "line": [f.line for f in frames],
+            "context_id": [d.context_id for d in docs],
+            "timestamp": [d.timestamp for d in docs],
+            "n_sources": [len(d.sources) for d in docs],
+            "n_rois": [len(d.rois) for d in docs],
+            "n_masks": [sum(len(s.masks) for s in d.sources) for d in docs],
+            "valid": [errors == 0 for errors, _ in counts],
+            "n_errors": [errors for errors, _ in counts],
+            "n_warnings": [warnings for _, warnings in counts],
+            "dataset_id": [x.id if x else None for x in datasets],
+            "dataset_version": [x.version if x else None for x in datasets],
+            "meta": meta_texts([d.meta for d in docs]),
+            "extra": [f.extra for f in frames],
+        }),
+        # The decode columns stay null: these masks are not decoded (yet).
+        "masks": _from_named("masks", n_masks, {**mask_columns, "status": pa.array(["not_decoded"] * n_masks, pa.string())}),
     }
 
 
@@ -216,6 +257,15 @@ def _positions(counts: list[int]) -> pa.Array:
     return pa.array((np.arange(int(n.sum()), dtype=np.int64) - starts).astype(np.int32))
 
 
+def _from_named(table: str, n_rows: int, columns: dict[str, list | pa.Array]) -> pa.Table:
+    """A table from columns by name; the schema's other columns are null."""
+    schema = TABLES[table]
+    unknown = columns.keys() - set(schema.names)
+    if unknown:
+        raise ValueError(f"{table} has no column {sorted(unknown)}")
+    return _from_columns(table, [columns.get(f.name, pa.nulls(n_rows, f.type)) for f in schema])
+
+
 def _from_columns(table: str, columns: list) -> pa.Table:
     schema = TABLES[table]
     arrays = [c if isinstance(c, pa.Array) else pa.array(c, type=fld.type) for c, fld in zip(columns, schema)]
@@ -223,7 +273,7 @@ def _from_columns(table: str, columns: list) -> pa.Table:
 
 
 @chunk_gc
-def rows_to_table(table: str, rows: Sequence[Row]) -> pa.Table:
+def rows_to_table(table: str, rows: Sequence[tuple]) -> pa.Table:
     schema = TABLES[table]
     if not rows:
         return schema.empty_table()

@@ -42,7 +42,8 @@ from transforms.drift import (
     label_distribution,
     summary_view,
 )
-from transforms.schema import HISTORY, HISTORY_RUNS
+from transforms.flattening import rows_to_table
+from transforms.schema import HISTORY, HISTORY_RUNS, HistoryRow, HistoryRunRow
 from transforms.uris import redact_uri
 
 KEEP_HISTORY = 30
@@ -437,8 +438,9 @@ def history_tables(previous: tuple[pa.Table, pa.Table], run: Mapping[str, Any], 
     history = history.filter(pc.is_in(history.column("run_id"), value_set=kept))
     runs = runs.filter(pc.is_in(runs.column("run_id"), value_set=kept))
     meta = {c: run.get(c) for c in RUN_COLUMNS}
-    new_history = pa.Table.from_pylist([{**meta, **r} for r in label_rows_], schema=HISTORY)
-    new_runs = pa.Table.from_pylist([{**meta, **runs_row}], schema=HISTORY_RUNS)
+    # Columns a row leaves out are null, as pyarrow's from_pylist would make them.
+    new_history = rows_to_table("history", [HistoryRow(**(dict.fromkeys(HistoryRow._fields) | meta | r)) for r in label_rows_])
+    new_runs = rows_to_table("history_runs", [HistoryRunRow(**(dict.fromkeys(HistoryRunRow._fields) | meta | runs_row))])
     return pa.concat_tables([history, new_history]), pa.concat_tables([runs, new_runs])
 
 

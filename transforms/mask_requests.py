@@ -10,8 +10,9 @@ from typing import NamedTuple
 
 from transforms.content_types import infer_content_type, is_video_type
 from transforms.findings import Finding
-from transforms.flattening import declared_size, mask_base_row, undecoded
+from transforms.flattening import declared_size, mask_row
 from transforms.joining import Declaration, JoinedFrame
+from transforms.schema import MaskRow
 from transforms.uris import resolve_uri, strip_userinfo
 
 FrameKey = tuple[str, int]  # (shard, line)
@@ -30,7 +31,7 @@ class MaskRequest(NamedTuple):
     timestamp: int | None
     declared_size: tuple[int | None, int | None]
     declarations: tuple[Declaration, ...]
-    base_row: tuple                # the masks-table columns known before decoding
+    row: MaskRow                   # its masks row before decoding (status not_decoded)
 
 
 def too_many_masks(frame, max_masks: int) -> Finding | None:
@@ -42,7 +43,7 @@ def too_many_masks(frame, max_masks: int) -> Finding | None:
                                                  f"only the first {max_masks:,} (in source order) are decoded. Split the frame, or raise the limit.")
 
 
-def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[MaskRequest], list[tuple]]:
+def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[MaskRequest], list[MaskRow]]:
     """A request for each mask of the frame to decode, and the masks rows of those not decoded.
 
     Not decoded: masks beyond the first ``max_masks`` (status ``too_many_masks``, see ``too_many_masks``)
@@ -50,7 +51,7 @@ def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[
     """
     f = joined.frame
     requests: list[MaskRequest] = []
-    undecoded_rows: list[tuple] = []
+    undecoded_rows: list[MaskRow] = []
     seen = 0
     for si, s in enumerate(f.doc.sources):
         for mi, m in enumerate(s.masks):
@@ -58,7 +59,7 @@ def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[
             over_limit = max_masks is not None and seen > max_masks
             if over_limit or not m.uri:
                 status = "too_many_masks" if over_limit else "not_decoded"
-                undecoded_rows.append(mask_base_row(joined, si, mi) + undecoded(status))
+                undecoded_rows.append(mask_row(joined, si, mi, status))
                 continue
             resolved = resolve_uri(m.uri, f.shard)
             ctype = infer_content_type(m.uri, m.content_type)
@@ -68,7 +69,7 @@ def plan_masks(joined: JoinedFrame, max_masks: int | None = None) -> tuple[list[
                 is_video=is_video_type(ctype), timestamp=m.timestamp,
                 declared_size=declared_size(s, m),
                 declarations=tuple(joined.declarations.get((si, mi), ())),
-                base_row=mask_base_row(joined, si, mi),
+                row=mask_row(joined, si, mi),
             ))
     return requests, undecoded_rows
 

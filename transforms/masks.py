@@ -29,10 +29,11 @@ from apache_beam import typehints as th
 from transforms import progress
 from transforms.decoding import DecodeDeadline, MaskDecodeError, open_mask
 from transforms.findings import ERROR, INFO, Finding
-from transforms.flattening import TableRows, finding_row, undecoded, with_frame_counts
+from transforms.flattening import TableRows, finding_row, with_frame_counts
 from transforms.joining import Declaration, MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
 from transforms.portable import MAIN, Gather, Tagged, only, tag_outputs
+from transforms.schema import CropRow, IssueRow, LabelStatsRow, MaskRow
 from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
 from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
@@ -85,20 +86,41 @@ PRESENT = 1  # label flags: the colour has pixels in the mask
 ROI_DECLARED = 2  # an ROI of the frame declared it (not only the class table)
 
 
+class LabelResult(NamedTuple):
+    """One colour of one decoded mask that has a label_stats row: what label_summary accumulates for it."""
+
+    key: LabelKey  # (labels, rgb)
+    pixel_fraction: float
+    pixel_count: int
+    bbox: tuple[int | None, int | None, int | None, int | None]  # (x0, y0, x1, y1); all None without pixels
+    roi_declared: bool  # an ROI of the frame declared it (not only the class table)
+    components: int | None  # shape statistics (label_stats' columns); None when not measured
+    holes: int | None
+
+    @property
+    def flags(self) -> int:
+        return (PRESENT if self.pixel_count else 0) | (ROI_DECLARED if self.roi_declared else 0)
+
+
 class RequestResult(NamedTuple):
-    tables: dict[str, list]
+    """Everything one request yields: its rows, its frame's extra finding counts and its per-label results."""
+
     frame_key: FrameKey
+    mask: MaskRow
+    issues: list[IssueRow]
     errors: int
     warnings: int
-    label_flags: list[tuple[LabelKey, int]]  # one per label_stats row: PRESENT | ROI_DECLARED bits
+    labels: list[LabelResult] = []  # one per label_stats row; none when the mask was not decoded
+    label_stats: list[LabelStatsRow] = []
+    crops: list[CropRow] = []
     table_key: str | None = None  # the class-table entry that declared the mask's colours (None: ROIs, or none)
     decoded: bool = False
 
 
 def failed_request(req: MaskRequest, finding: Finding) -> RequestResult:
-    row = req.base_row + undecoded(finding.code)
-    issue = finding_row(req.frame_key[0], req.frame_key[1], req.frame_id, finding)
-    return RequestResult({"masks": [row], "issues": [issue]}, req.frame_key, 1, 0, [])
+    shard, line = req.frame_key
+    issue = finding_row(shard, line, req.frame_id, finding)
+    return RequestResult(req.frame_key, req.row._replace(status=finding.code), [issue], errors=1, warnings=0)
 
 
 def label_image(analysis: MaskAnalysis, packed: "np.ndarray | MaskPixels", colours: list, tolerance: int) -> np.ndarray:
@@ -195,29 +217,43 @@ def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: s
                 cache[shapes_key] = shapes
     stats = analysis.stats
     total = float(width * height)
-    label_rows, crop_rows, issues, flags = [], [], [], []
-    ident = (req.frame_id, shard, line, req.source_id, req.mask_id)
+    results: list[LabelResult] = []
+    label_rows: list[LabelStatsRow] = []
+    crop_rows: list[CropRow] = []
+    issues: list[IssueRow] = []
     no_shapes = (None,) * 5
     for i, (d, c) in enumerate(zip(decls, stats.colours)):
         roi_declared = d.roi_index is not None
         if not c.pixel_count and not roi_declared:
             continue  # a table class this mask does not hold: no row (the summary counts it from run totals)
-        bbox = c.bbox or (None, None, None, None)
-        centroid = c.centroid or (None, None)
-        labels = list(d.labels)
-        shape_cols = shape_columns(shapes, i, d, c, width, options) if shapes is not None else no_shapes
-        label_rows.append((*ident, d.roi_index, labels, list(d.rgb), c.pixel_count, c.pixel_count / total,
-                           *bbox, *centroid, c.tolerance_pixels, width, height, *shape_cols))
-        flags.append(((d.labels, d.rgb), (PRESENT if c.pixel_count else 0) | (ROI_DECLARED if roi_declared else 0)))
+        x0, y0, x1, y1 = c.bbox or (None, None, None, None)
+        cx, cy = c.centroid or (None, None)
+        labels, rgb = list(d.labels), list(d.rgb)
+        fraction = c.pixel_count / total
+        components, holes, largest, smallest, outside = (
+            shape_columns(shapes, i, d, c, width, options) if shapes is not None else no_shapes)
+        results.append(LabelResult((tuple(d.labels), tuple(d.rgb)), fraction, c.pixel_count, (x0, y0, x1, y1), roi_declared,
+                                   components, holes))
+        label_rows.append(LabelStatsRow(
+            frame_id=req.frame_id, shard=shard, line=line, source_id=req.source_id, mask_id=req.mask_id,
+            roi_index=d.roi_index, labels=labels, rgb=rgb, pixel_count=c.pixel_count, pixel_fraction=fraction,
+            bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1, centroid_x=cx, centroid_y=cy,
+            tolerance_pixels=c.tolerance_pixels, mask_width=width, mask_height=height,
+            components=components, holes=holes, largest_component_pixels=largest, smallest_component_pixels=smallest,
+            pixels_outside_roi=outside,
+        ))
         if shapes is not None:
-            issues.extend(finding_row(shard, line, req.frame_id, f) for f in shape_findings(req, shapes, i, d, c, shape_cols[4], options))
+            issues.extend(finding_row(shard, line, req.frame_id, f) for f in shape_findings(req, shapes, i, d, c, outside, options))
         if c.pixel_count:
-            crop_rows.append((*ident, d.roi_index, labels, list(d.rgb), *bbox, analysis.crops_rle[i],
-                              analysis.crops_png[i] if analysis.crops_png else None))
+            crop_rows.append(CropRow(
+                frame_id=req.frame_id, shard=shard, line=line, source_id=req.source_id, mask_id=req.mask_id,
+                roi_index=d.roi_index, labels=labels, rgb=rgb, bbox_x0=x0, bbox_y0=y0, bbox_x1=x1, bbox_y1=y1,
+                rle_counts=analysis.crops_rle[i], png=analysis.crops_png[i] if analysis.crops_png else None,
+            ))
         else:  # only an ROI's colour: the frame said this class is in the mask
             issues.append(finding_row(shard, line, req.frame_id, Finding(
                 "mask_colour_absent", req.path,
-                f"Colour {list(d.rgb)} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
+                f"Colour {rgb} ({', '.join(labels) or 'no label'}) is declared for this mask but has no pixels; "
                 "check the colour (a lossy export moves colours: see --colour-tolerance) or drop the declaration.",
             )))
     if stats.undeclared_pixels:
@@ -227,15 +263,14 @@ def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: s
             f"{stats.undeclared_pixels:,} of {int(total):,} pixels are in {stats.n_undeclared_colours} colour(s) nobody declared "
             f"(most: {top}); declare them (void, background) or fix the class table.",
         )))
-    mask_row = req.base_row + (width, height, mode, "ok", stats.undeclared_pixels, stats.n_undeclared_colours,
-                               [{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
-    errors = sum(1 for r in issues if r[3] == ERROR)
-    infos = sum(1 for r in issues if r[3] == INFO)
+    mask = req.row._replace(width=width, height=height, mode=mode, status="ok", undeclared_pixels=stats.undeclared_pixels,
+                            n_undeclared_colours=stats.n_undeclared_colours,
+                            top_undeclared=[{"rgb": list(rgb), "pixels": n} for rgb, n in stats.top_undeclared])
+    errors = sum(1 for r in issues if r.severity == ERROR)
+    infos = sum(1 for r in issues if r.severity == INFO)
     table_key = decls[0].table_key if decls and decls[0].roi_index is None else None
-    return RequestResult(
-        {"masks": [mask_row], "label_stats": label_rows, "crops": crop_rows, "issues": issues},
-        req.frame_key, errors, len(issues) - errors - infos, flags, table_key, True,
-    )
+    return RequestResult(req.frame_key, mask, issues, errors, len(issues) - errors - infos, results, label_rows, crop_rows,
+                         table_key, decoded=True)
 
 
 def analyse_group(key: str, requests: Iterable[MaskRequest], options: DecodeOptions) -> Iterator[RequestResult]:
@@ -344,23 +379,25 @@ class Decoded(NamedTuple):
 
 
 def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False) -> Iterator[Any]:
-    tables: dict[str, list] = defaultdict(list)
+    tables: dict[str, list] = {"masks": [], "label_stats": [], "crops": [], "issues": []}
     handled = 0
     decoded: dict[str | None, int] = defaultdict(int)
     for r in results:
         handled += 1
         if r.decoded:
             decoded[r.table_key] += 1
-        for table, rows in r.tables.items():
-            tables[table].extend(rows)
-        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, r.label_flags, r.table_key)))
-        events = [((tuple(row[6]), tuple(row[7])), ("mask", row[9], row[8], row[10:14], row[5] is not None, row[19], row[20]))
-                  for row in r.tables.get("label_stats", ())]
+        tables["masks"].append(r.mask)
+        tables["label_stats"].extend(r.label_stats)
+        tables["crops"].extend(r.crops)
+        tables["issues"].extend(r.issues)
+        flags = [(x.key, x.flags) for x in r.labels]
+        yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, flags, r.table_key)))
+        events = [(x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox, x.roi_declared, x.components, x.holes))
+                  for x in r.labels]
         for event in events:
             yield beam.pvalue.TaggedOutput(LABEL_KEYS, event)
-        if slicing and r.tables.get("masks"):
-            source_id = r.tables["masks"][0][3]  # masks rows start frame_id, shard, line, source_id
-            yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (source_id, r.table_key, r.decoded, events)))
+        if slicing:
+            yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (r.mask.source_id, r.table_key, r.decoded, events)))
     for key, n in decoded.items():
         yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("masks", key, n))
     progress.note(masks=handled)

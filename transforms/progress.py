@@ -17,11 +17,12 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "framebeam"
 ENV_DIR = "FRAMEBEAM_PROGRESS_DIR"
-KINDS = ("records", "bytes", "frames", "masks", "findings")
+KINDS = ("records", "bytes", "frames", "planned", "masks", "findings")  # planned: masks to decode; masks: decoded
 
 _totals: Counter = Counter()
 _lock = threading.Lock()
 _last_write = 0.0
+_directory: str | None = None  # the run the totals belong to
 _counters = {kind: Metrics.counter(NAMESPACE, kind) for kind in KINDS}
 
 
@@ -34,7 +35,11 @@ def note(**amounts: int) -> None:
     directory = os.environ.get(ENV_DIR)
     if not directory:
         return
+    global _directory
     with _lock:
+        if directory != _directory:  # a new run in this process (in-process runner): its own totals, written at once
+            _totals.clear()
+            _directory, _last_write = directory, 0.0
         _totals.update(amounts)
         now = time.monotonic()
         if now - _last_write < 1.0:

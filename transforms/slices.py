@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import orjson
 
+from transforms.schema import LabelSummaryBySliceRow
+
 FRAME_KEYS = ("context_id",)
 SliceKey = tuple[str, str | None]  # (key, value)
 
@@ -116,8 +118,9 @@ def resolve_slices(accs: Iterable[tuple[tuple, Any]], runs: Iterable[tuple[tuple
     return out
 
 
-def slice_summary_rows(slices: Sequence[SliceSummary]) -> list[tuple]:
+def slice_summary_rows(slices: Sequence[SliceSummary]) -> list[LabelSummaryBySliceRow]:
     """``label_summary_by_slice`` rows: the slice's key and value, then label_summary's columns."""
     from transforms.summary import label_summary_rows
 
-    return [(s.key, s.value, *row) for s in slices for row in label_summary_rows(s.classes)]
+    return [LabelSummaryBySliceRow(slice_key=s.key, slice_value=s.value, **row._asdict())
+            for s in slices for row in label_summary_rows(s.classes)]

@@ -22,11 +22,12 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.coders import ChunkCoder
 from transforms.findings import Finding
-from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_row, frame_tables, record_problem_row
+from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_issue_rows, frame_row, record_problem_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.mask_requests import MaskRequest, plan_masks, too_many_masks
 from transforms.portable import MAIN, SPREAD_BUCKETS, Gather, Spread, Tagged, only, tag_outputs
 from transforms.reading import ReadLimits, RecordChunk, ShardPart, chunk_records, expand_input, iter_shard, plan_shard
+from transforms.schema import IssueRow
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
 from transforms import progress, writing
@@ -42,7 +43,7 @@ WRITE_BUCKETS = 16  # files per table (before max_rows splits them) when rows ar
 class ValidatedChunk(NamedTuple):
     shard: str
     frames: list[Frame]
-    problems: list[tuple]  # issues rows of records that are not frames
+    problems: list[IssueRow]  # of records that are not frames
 
 
 # --- plain functions, one chunk at a time --------------------------------------------------------------
@@ -52,7 +53,7 @@ def validate_chunk(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DE
     """Parse and validate every record of a chunk; what is not a frame becomes an issues row."""
     shard = chunk.shard
     frames: list[Frame] = []
-    problems: list[tuple] = []
+    problems: list[IssueRow] = []
     for rec in chunk.records:
         if rec.problem is not None:
             problems.append(record_problem_row(shard, rec, rec.problem))
@@ -112,7 +113,7 @@ class JoinOptions:
 def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     """Join and flatten a validated chunk.
 
-    Returns ``TableRows`` (main output; sources and rois as Arrow tables), ``(bucket, FrameIdBatch)``
+    Returns ``TableRows`` (main output; issues as rows, the other tables as Arrow tables), ``(bucket, FrameIdBatch)``
     tagged FRAME_IDS for the dataset-wide duplicate check, and with decoding on, each mask to
     decode tagged MASK_REQUESTS plus the frames rows of frames with masks tagged PENDING_FRAMES (their
     validity waits for decoding).
@@ -121,7 +122,8 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     tables: dict[str, list] = defaultdict(list)
     tables["issues"].extend(chunk.problems)
     ids: dict[int, list] = defaultdict(list)
-    joined_frames = []
+    joined_frames, settled = [], []
+    planned = 0
     for frame in chunk.frames:
         joined = join_frame(frame, options.mask_labels)
         joined_frames.append(joined)
@@ -131,8 +133,9 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             over_limit = too_many_masks(frame, options.max_masks_per_frame)
             if over_limit is not None:
                 frame.findings.append(over_limit)
-        for table, rows in frame_tables(joined, include_masks=not decode_here, include_frame=not decode_here).items():
-            tables[table].extend(rows)
+        tables["issues"].extend(frame_issue_rows(joined))
+        if not decode_here:
+            settled.append(joined)
         if frame.own_id:
             ids[frame_id_bucket(frame.id)].append((frame.id, frame.line))
         if decode_here:
@@ -146,17 +149,20 @@ def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
             requests, undecoded = plan_masks(joined, options.max_masks_per_frame)
             tables["masks"].extend(undecoded)
             out.extend(beam.pvalue.TaggedOutput(MASK_REQUESTS, req) for req in requests)
+            planned += len(requests)
+    if planned:
+        progress.note(planned=planned)  # the masks to decode: the total the progress line counts down
     for table, rows in tables.items():
         if rows:
             out.append(TableRows(table, rows))
     if chunk.frames:
-        out.extend(TableRows(table, data) for table, data in chunk_tables(joined_frames).items() if len(data))
+        out.extend(TableRows(table, data) for table, data in chunk_tables(joined_frames, settled).items() if len(data))
     for bucket, entries in ids.items():
         out.append(beam.pvalue.TaggedOutput(FRAME_IDS, (bucket, FrameIdBatch.pack(chunk.shard, entries))))
     return out
 
 
-def duplicate_id_rows(entries: Iterable[tuple[str, str, int]]) -> list[tuple]:
+def duplicate_id_rows(entries: Iterable[tuple[str, str, int]]) -> list[IssueRow]:
     """issues rows (one per occurrence) for frame ids found in more than one place."""
     where: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for frame_id, shard, line in entries:

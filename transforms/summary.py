@@ -35,6 +35,7 @@ import numpy as np
 
 from transforms.findings import Finding
 from transforms.flattening import finding_row
+from transforms.schema import IssueRow, LabelSummaryRow
 
 if TYPE_CHECKING:
     from transforms.joining import MaskLabels
@@ -322,9 +323,9 @@ def summarise(events: Iterable[tuple[LabelKey, tuple]], run_events: Iterable[tup
     return resolve_labels(accs.items(), run, mask_labels)
 
 
-def label_summary_rows(classes: Sequence[LabelSummary]) -> list[tuple]:
-    """label_summary rows (schema order), most present first."""
-    return [(list(s.labels), list(s.rgb), *s[2:]) for s in classes]
+def label_summary_rows(classes: Sequence[LabelSummary]) -> list[LabelSummaryRow]:
+    """label_summary rows, most present first."""
+    return [LabelSummaryRow(**(s._asdict() | {"labels": list(s.labels), "rgb": list(s.rgb)})) for s in classes]
 
 
 def _by_label(classes: Iterable[LabelSummary]) -> dict[tuple[str, ...], list[LabelSummary]]:
@@ -335,7 +336,7 @@ def _by_label(classes: Iterable[LabelSummary]) -> dict[tuple[str, ...], list[Lab
     return out
 
 
-def summary_findings(classes: Sequence[LabelSummary], min_label_frames: int) -> list[tuple]:
+def summary_findings(classes: Sequence[LabelSummary], min_label_frames: int) -> list[IssueRow]:
     """Dataset-level findings (no shard/line): colour/label inconsistencies, classes never present, rare
     and imbalanced classes (by presence)."""
     by_label = _by_label(classes)

@@ -323,37 +323,54 @@ def validate_record(data: bytes, shard: str, line: int,
     Fast path: msgspec decodes a well-formed record straight into the typed structs. Anything it
     refuses (a wrong type, a missing key, a bad colour, broken JSON) takes the slow path, which finds
     every problem and says where. Records nesting deeper than ``max_json_depth`` are not frames.
+    Both paths encode the same rules; tests/test_validation_paths.py checks they agree.
     """
+    result = fast_path(data, shard, line, max_json_depth)
+    frame, finding = result if result is not None else slow_path(data, shard, line, max_json_depth)
+    if frame is not None:
+        check_references(frame)
+    return frame, finding
+
+
+def fast_path(data: bytes, shard: str, line: int,
+              max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> tuple[Frame | None, Finding | None] | None:
+    """A well-formed record decoded by msgspec (references not checked yet); None when the record
+    needs the slow path."""
     try:
         doc = _DECODER.decode(data)
         if not data.isascii():
             data.decode("utf-8")  # msgspec does not check the UTF-8 inside raw (meta) values
     except (msgspec.MsgspecError, ValueError, RecursionError):  # invalid UTF-8 surfaces as UnicodeDecodeError
-        doc = None
+        return None
     # ROI metas repeat a few short texts ('{"_type":"b2d"}'): their checks run once per distinct text.
-    roi_metas = meta_texts([r.meta for r in doc.rois]) if doc is not None else []
+    roi_metas = meta_texts([r.meta for r in doc.rois])
     distinct_roi_metas = set(roi_metas)
-    if doc is not None and _fast_path_complete(doc, distinct_roi_metas):
-        # The typed parts of a frame nest 5 levels at most (frame, sources, source, masks, mask): only its
-        # free-form metas can go deeper, so a --max-json-depth of 5 or more is checked on them alone.
-        if _metas_too_deep(doc, distinct_roi_metas, max_json_depth):
-            return None, json_too_deep_finding(max_json_depth)
-        frame = _frame(doc, shard, line, [])
-        frame.extra = extra_from_raw(data)
-        frame.roi_metas = roi_metas
-    else:
-        value, finding = parse_record(data)
-        if finding is None and type(value) is not dict:
-            kind = "an array" if type(value) is list else type(value).__name__ if value is not None else "null"
-            finding = Finding("record_not_object", "", f"The record is {kind}, not a frame object; each line (or array element) must be one frame {{...}}.")
-        if finding is None and _bracket_count(data) > max_json_depth and nesting_exceeds(value, max_json_depth):
-            finding = json_too_deep_finding(max_json_depth)
-        if finding is not None:
-            return None, finding
-        frame = validate_frame(value, shard, line)
-        frame.extra = extra_from_value(value)
-        frame.roi_metas = meta_texts([r.meta for r in frame.doc.rois])
-    check_references(frame)
+    if not _fast_path_complete(doc, distinct_roi_metas):
+        return None
+    # The typed parts of a frame nest 5 levels at most (frame, sources, source, masks, mask): only its
+    # free-form metas can go deeper, so a --max-json-depth of 5 or more is checked on them alone.
+    if _metas_too_deep(doc, distinct_roi_metas, max_json_depth):
+        return None, json_too_deep_finding(max_json_depth)
+    frame = _frame(doc, shard, line, [])
+    frame.extra = extra_from_raw(data)
+    frame.roi_metas = roi_metas
+    return frame, None
+
+
+def slow_path(data: bytes, shard: str, line: int,
+              max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> tuple[Frame | None, Finding | None]:
+    """Any record, checked key by key in Python (references not checked yet)."""
+    value, finding = parse_record(data)
+    if finding is None and type(value) is not dict:
+        kind = "an array" if type(value) is list else type(value).__name__ if value is not None else "null"
+        finding = Finding("record_not_object", "", f"The record is {kind}, not a frame object; each line (or array element) must be one frame {{...}}.")
+    if finding is None and _bracket_count(data) > max_json_depth and nesting_exceeds(value, max_json_depth):
+        finding = json_too_deep_finding(max_json_depth)
+    if finding is not None:
+        return None, finding
+    frame = validate_frame(value, shard, line)
+    frame.extra = extra_from_value(value)
+    frame.roi_metas = meta_texts([r.meta for r in frame.doc.rois])
     return frame, None
 
 

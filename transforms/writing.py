@@ -5,14 +5,19 @@ and report the files they wrote. One final step (``publish``) completes the run 
 files reported by committed bundles (a retried bundle's orphans are dropped), an empty file for a table
 with no rows (so ``SELECT * FROM 'OUTPUT/t/*.parquet'`` always works), ``summary.json`` and, last,
 ``_SUCCESS``; then it exposes that folder as the output in one atomic step (``expose_run``), so a run
-killed at any moment leaves the previous complete output (or nothing), never a mix. The next
-successful run deletes the folders of killed runs.
+killed at any moment leaves the previous complete output (or nothing), never a mix.
+
+Only framebeam's own names are ever written, replaced or deleted here: the run folders under ``_runs/``,
+``_current``, ``_SUCCESS``, ``summary.json`` and the links to ``_current``. The launcher holds the
+output's lease (``transforms.lease``) for the whole run, so no other run is live when ``publish``
+deletes the folders of earlier and killed runs; a failed or interrupted run deletes its own folder.
 """
 from __future__ import annotations
 
 import datetime as dt
 import os
 import posixpath
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -23,6 +28,7 @@ from typing import Any, NamedTuple
 import fsspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from transforms.flattening import TableRows, rows_to_table
@@ -31,11 +37,18 @@ from transforms.uris import redact_value
 
 SUCCESS_MARKER = "_SUCCESS"
 SUMMARY_FILE = "summary.json"
-STAGING_DIR = "_staging"  # the old layout's staging folder: removed by the next successful run
 RUNS_DIR = "_runs"  # OUTPUT/_runs/<run_id>/: one complete, self-contained output per run
 INCOMING_DIR = "_incoming"  # OUTPUT/_runs/<run_id>/_incoming/: files workers wrote, before publish
 CURRENT_LINK = "_current"  # local disk: OUTPUT/_current -> _runs/<run_id>, swapped atomically
 PAUSE_BEFORE_SWAP_ENV = "FRAMEBEAM_TEST_PAUSE_BEFORE_PUBLISH_SWAP"
+# Held while a run is exposed, and by an interrupted launcher while it decides whether its run folder was
+# published (on the in-process runner the publish step runs in one of its threads).
+PUBLISH_LOCK = threading.Lock()
+STOPPING = threading.Event()  # set by an interrupted launcher: in-process writers stop writing
+
+
+class NotOurs(Exception):
+    """A name framebeam would write is taken by something framebeam did not write: it is left alone."""
 
 
 class WrittenFile(NamedTuple):
@@ -56,6 +69,8 @@ def write_parquet(table: pa.Table, path: str, storage_options: dict[str, Any] | 
     """One Parquet file; every string in it is redacted first (``redact_table``): nothing written
     escapes the one redaction function, whichever column a credential hid in."""
     table = redact_table(table)
+    if STOPPING.is_set():
+        raise RuntimeError("the run was interrupted")
     fs, p = _fs(path, storage_options)
     fs.makedirs(posixpath.dirname(p), exist_ok=True)
     with fs.open(p, "wb") as f:
@@ -247,7 +262,10 @@ def publish(
             summary = orjson.loads(f.read())
     else:
         summary = _complete_run_folder(fs, output, run, run_id, written, tables, summary, storage_options, before_success)
-    expose_run(fs, out, run_id, summary)
+    with PUBLISH_LOCK:
+        if STOPPING.is_set():
+            raise RuntimeError("the run was interrupted")
+        expose_run(fs, out, run_id, summary)
     remove_other_runs(fs, out, keep=run_id)
     return summary
 
@@ -312,9 +330,6 @@ def expose_run(fs, out: str, run_id: str, summary: dict[str, Any]) -> None:
             f.write(text)
         return
     names = sorted(os.listdir(join_path(out, RUNS_DIR, run_id)))
-    legacy = join_path(out, SUCCESS_MARKER)
-    if os.path.isfile(legacy) and not os.path.islink(legacy):
-        os.remove(legacy)  # an output of the old in-place layout: incomplete from here until the swap
     for name in names:
         _link_through_current(out, name)
     _pause_for_tests()
@@ -331,11 +346,9 @@ def _link_through_current(out: str, name: str) -> None:
     target = f"{CURRENT_LINK}/{name}"
     if os.path.islink(path) and os.readlink(path) == target:
         return
-    if os.path.lexists(path) and not os.path.islink(path):
-        # A real folder or file left by the old in-place layout: move it aside, removed with old runs.
-        legacy = join_path(out, RUNS_DIR, f"_legacy-{uuid.uuid4().hex[:8]}")
-        os.makedirs(legacy, exist_ok=True)
-        os.rename(path, join_path(legacy, name))
+    if os.path.lexists(path):
+        # Not a link framebeam made: never moved or replaced (the CLI refuses such outputs before any work).
+        raise NotOurs(f"{path} exists and framebeam did not write it; it was left alone and nothing was published")
     _replace_symlink(path, target)
 
 
@@ -362,17 +375,55 @@ def _pause_for_tests() -> None:
 
 
 def remove_other_runs(fs, out: str, keep: str) -> None:
-    """Delete the folders of earlier and of killed runs, and the old layout's ``_staging``.
+    """Delete the folders of earlier and of killed runs under ``_runs/`` (framebeam's own folder).
 
-    One run per output folder at a time: a run still in progress into the same output would lose its files.
+    Safe because the caller's run holds the output's lease: no other run into this output is live.
     """
     runs = join_path(out, RUNS_DIR)
     for path in fs.ls(runs, detail=False) if fs.exists(runs) else []:
         if posixpath.basename(path.rstrip("/")) != keep:
             fs.rm(path, recursive=True)
-    legacy = join_path(out, STAGING_DIR)
-    if fs.exists(legacy):
-        fs.rm(legacy, recursive=True)
+
+
+def published_run_id(output: str, storage_options: dict[str, Any] | None = None) -> str | None:
+    """The run id of the output's current complete run, or None."""
+    try:
+        return read_summary(output, storage_options).get("run_id")
+    except (OSError, ValueError):
+        return None
+
+
+def remove_leftover_runs(output: str, storage_options: dict[str, Any] | None = None) -> list[str]:
+    """Before a run (holding the lease): delete run folders killed runs left, keeping the published one."""
+    fs, out = _fs(output, storage_options)
+    keep = published_run_id(output, storage_options)
+    runs = join_path(out, RUNS_DIR)
+    removed = []
+    for path in fs.ls(runs, detail=False) if fs.exists(runs) else []:
+        name = posixpath.basename(path.rstrip("/"))
+        if name != keep:
+            fs.rm(path, recursive=True)
+            removed.append(name)
+    return removed
+
+
+def remove_own_run(output: str, run_id: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """After a failed or interrupted run: delete its own run folder unless it was published. True if removed."""
+    with PUBLISH_LOCK:  # an in-process publish either finished its swap or will not start one
+        if published_run_id(output, storage_options) == run_id:
+            return False
+        fs, out = _fs(output, storage_options)
+        run = join_path(out, RUNS_DIR, run_id)
+        for _ in range(3):  # a writer thread may recreate a folder while it is deleted
+            try:
+                if fs.exists(run):
+                    fs.rm(run, recursive=True)
+                break
+            except FileNotFoundError:
+                continue
+            except OSError:
+                time.sleep(0.1)
+        return True
 
 
 def now_iso() -> str:
@@ -405,16 +456,23 @@ def finding_counts(items: Iterable[TableRows]) -> Counter:
     for item in items:
         if item.table == "issues":
             for row in item.rows:
-                c[(row[3], row[4])] += 1
-                if row[2] is None and row[0] is not None and row[4].startswith(("json_", "record_")):
+                c[(row.severity, row.code)] += 1
+                if row.frame_id is None and row.shard is not None and row.code.startswith(("json_", "record_")):
                     c[("records", "rejected")] += 1  # a record that never became a frame
         elif item.table == "frames":
             c[("frames", "total")] += len(item.rows)
-            c[("frames", "valid")] += sum(1 for row in item.rows if row[8])
+            c[("frames", "valid")] += _count_equal(item.rows, "valid", True)
         elif item.table == "masks":
             c[("masks", "total")] += len(item.rows)
-            c[("masks", "decoded")] += sum(1 for row in item.rows if row[15] == "ok")
+            c[("masks", "decoded")] += _count_equal(item.rows, "status", "ok")
     return c
+
+
+def _count_equal(rows: Sequence | pa.Table, column: str, value: Any) -> int:
+    """How many rows (named rows, or an Arrow table) hold ``value`` in ``column``."""
+    if isinstance(rows, pa.Table):
+        return pc.sum(pc.equal(rows.column(column), value)).as_py() or 0
+    return sum(1 for row in rows if getattr(row, column) == value)
 
 
 COUNT_KINDS = ("frames", "records", "masks")
