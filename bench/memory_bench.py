@@ -1,6 +1,7 @@
 """Peak memory (RSS of the whole process tree) of `framebeam convert` and `framebeam run` at two sizes.
 
     .venv/bin/python bench/memory_bench.py [--frames 20000 200000] [--masks 200 2000] [--workers 0]
+    .venv/bin/python bench/memory_bench.py --skip-convert --masks 500 2000 --mask-size 4000x3000
 
 Memory is bounded when the peak does not grow with the input: the goal (issue 7) is a peak within
 1.5x from 20,000 to 200,000 frames (convert) and from 200 to 2,000 masks (run). The CLI runs as a
@@ -11,6 +12,7 @@ are small synthetic PNGs (640x480, 4 colours drawn as rectangles), one per frame
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -66,22 +68,43 @@ def run_measured(cmd: list[str], interval_s: float = 0.05) -> tuple[float, int]:
     return time.perf_counter() - start, peak
 
 
-def write_mask_frames(directory: Path, n: int) -> None:
-    """n frames, each with one distinct 640x480 PNG mask whose 4 colours its ROIs declare (schema join)."""
+def write_mask_frames(directory: Path, n: int, size: tuple[int, int] = (640, 480), distinct: int = 16) -> None:
+    """n frames, each with one mask file of its own (a distinct path, so each is read and decoded) whose
+    4 colours its ROIs declare (schema join). Small masks: rectangles; big ones (over 1 Mpx): Pillow-drawn
+    random polygons spanning the image, whose crops (RLE) are large, as real masks' are. ``distinct``
+    images are drawn and hard-linked to the n paths (drawing 12 Mpx PNGs dominates otherwise)."""
+    from PIL import ImageDraw
+
+    width, height = size
     masks = directory / "masks"
     masks.mkdir(parents=True)
     rng = np.random.default_rng(7)
+    images = []
+    for k in range(min(distinct, n)):
+        if width * height <= 1_000_000:
+            pixels = np.zeros((height, width, 3), np.uint8)
+            for colour in MASK_COLOURS:
+                x0, y0 = int(rng.integers(0, width - 80)), int(rng.integers(0, height - 80))
+                pixels[y0:y0 + int(rng.integers(20, 80)), x0:x0 + int(rng.integers(20, 80))] = colour
+            image = Image.fromarray(pixels)
+        else:
+            image = Image.new("RGB", (width, height))
+            draw = ImageDraw.Draw(image)
+            for colour in MASK_COLOURS:
+                cx, cy = rng.integers(0, width), rng.integers(0, height)
+                points = [(int(np.clip(cx + rng.normal(0, width / 4), 0, width - 1)), int(np.clip(cy + rng.normal(0, height / 4), 0, height - 1)))
+                          for _ in range(12)]
+                draw.polygon(points, fill=colour)
+        path = masks / f"image-{k:03d}.png"
+        image.save(path, compress_level=1)
+        images.append(path)
     with open(directory / "frames.jsonl", "wb") as f:
         for i in range(n):
-            pixels = np.zeros((480, 640, 3), np.uint8)
-            for colour in MASK_COLOURS:
-                x0, y0 = int(rng.integers(0, 560)), int(rng.integers(0, 400))
-                pixels[y0:y0 + int(rng.integers(20, 80)), x0:x0 + int(rng.integers(20, 80))] = colour
             path = masks / f"{i:06d}.png"
-            Image.fromarray(pixels).save(path, compress_level=1)
+            os.link(images[i % len(images)], path)
             rois = [{"label": [label], "sources": ["cam0"], "mask": {"id": "00", "value": list(colour)}}
                     for label, colour in zip(MASK_LABELS, MASK_COLOURS)]
-            frame = {"id": f"frame-{i:06d}", "sources": [{"id": "cam0", "uri": f"images/{i:06d}.jpg", "width": 640, "height": 480,
+            frame = {"id": f"frame-{i:06d}", "sources": [{"id": "cam0", "uri": f"images/{i:06d}.jpg", "width": width, "height": height,
                                                         "masks": [{"id": "00", "uri": str(path)}]}], "rois": rois}
             f.write(orjson.dumps(frame) + b"\n")
 
@@ -102,6 +125,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, nargs=2, default=[20_000, 200_000], metavar=("SMALL", "LARGE"))
     ap.add_argument("--masks", type=int, nargs=2, default=[200, 2_000], metavar=("SMALL", "LARGE"))
+    ap.add_argument("--mask-size", default="640x480", metavar="WxH",
+                    help="mask size; 4000x3000 draws random polygons (issue 12: peak within 1.3x from 500 to 2,000 masks)")
     ap.add_argument("--workers", type=int, default=0, help="0 = all cores")
     ap.add_argument("--skip-convert", action="store_true")
     ap.add_argument("--skip-run", action="store_true")
@@ -123,7 +148,7 @@ def main() -> None:
             peaks, seconds = [], []
             for n in args.masks:
                 data = tmp / f"masks-{n}"
-                write_mask_frames(data, n)
+                write_mask_frames(data, n, tuple(int(v) for v in args.mask_size.split("x")))
                 s, peak = run_measured(framebeam("run", f"{data}/frames.jsonl", tmp / f"run-{n}", args.workers))
                 peaks.append(peak)
                 seconds.append(s)

@@ -5,7 +5,7 @@ import uuid
 
 import apache_beam as beam
 
-from pipelines.options import JobOptions
+from pipelines.options import JobOptions, spread_buckets
 from transforms.joining import MaskLabels
 from transforms.reading import ReadLimits
 from transforms.schema import CORE_TABLES, DECODE_TABLES, HISTORY_TABLES, SLICE_TABLES
@@ -23,7 +23,7 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
     so = job.storage_options or None
     joined = (
         p
-        | "ReadFrames" >> ReadFrames(job.inputs, limits, so)
+        | "ReadFrames" >> ReadFrames(job.inputs, limits, so, spread_buckets(p.options))
         | "Validate" >> Validate(job.max_json_depth)
         | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame,
                                                 slice_by=tuple(job.slice_by) if job.decode else ()))
@@ -41,4 +41,10 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"], compared["history"])
         tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
-    branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history)
+    branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history,
+                                            bundle_outputs=keeps_bundle_outputs(p))
+
+
+def keeps_bundle_outputs(p: beam.Pipeline) -> bool:
+    """Whether the runner passes on what DoFn.finish_bundle emits: Beam 2.77's DaskRunner drops it."""
+    return type(p.runner).__name__ != "DaskRunner"

@@ -174,9 +174,12 @@ def _unknown_flags(sub: argparse.ArgumentParser, command: str, rest: list[str], 
     from pipelines.options import COMMANDS
 
     if command in COMMANDS:
-        from pipelines.options import beam_flag_names, unknown_beam_flags
+        from pipelines.options import RunnerUnavailable, beam_flag_names, unknown_beam_flags
 
-        unknown = unknown_beam_flags(rest)
+        try:
+            unknown = unknown_beam_flags(rest)
+        except RunnerUnavailable as e:
+            _usage_error(f"framebeam {command}", str(e))
         candidates = _own_flags(sub) + beam_flag_names()
     else:
         unknown, candidates = flags, _own_flags(sub)

@@ -32,6 +32,11 @@ IN_PROCESS_MAX_BYTES_DECODING = 128 * 1024
 
 COMMANDS = ("convert", "validate", "run")
 
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
+# Beam resolves short runner names only for the runners it lists; the DaskRunner is not among them.
+RUNNER_ALIASES = {"daskrunner": DASK_RUNNER, "dask": DASK_RUNNER}
+DASK_PARTITIONS = 4  # default --dask_npartitions: ~2x the worker threads of a small cluster
+
 
 @dataclass(frozen=True)
 class JobOptions:
@@ -194,16 +199,80 @@ def beam_options(flags: list[str], input_bytes: int | None = None, decode: bool 
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    flags = _full_runner_names(flags)
+    register_runner_options(flags)
     if not any(_names(f, "--runner") for f in flags):
         chosen = any(_names(f, "--direct_running_mode") or _names(f, "--direct_num_workers") for f in flags)
         limit = IN_PROCESS_MAX_BYTES_DECODING if decode else IN_PROCESS_MAX_BYTES
         small = not chosen and input_bytes is not None and input_bytes <= limit
         flags = LOCAL_DEFAULTS + (IN_PROCESS if small else ALL_CORES) + flags  # given flags come last and win
+    elif uses_dask(flags) and not any(_names(f, "--dask_npartitions") or _names(f, "--dask_partition_size") for f in flags):
+        # The DaskRunner's Create puts up to 128 elements in one partition, and a partition is one task:
+        # without this the whole job would run as one task on one worker (see spread_buckets).
+        flags = [*flags, f"--dask_npartitions={DASK_PARTITIONS}"]
     return PipelineOptions(flags)
+
+
+def spread_buckets(options: PipelineOptions) -> int:
+    """How many ways transforms.portable.Spread splits the work.
+
+    64 on other runners (buckets are free there). On Dask each bucket becomes a partition, i.e. a task
+    per step, and partitions add up at every Flatten (a GroupByKey keeps its input's count): the final
+    gather of a `run` has ~25x this many partitions, so it stays near the cluster's worker threads
+    (--dask_npartitions)."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or ""
+    if runner != DASK_RUNNER and not runner.endswith("DaskRunner"):
+        return 64
+    npartitions = options.get_all_options().get("npartitions")
+    return npartitions or DASK_PARTITIONS
 
 
 def _names(flag: str, name: str) -> bool:
     return flag == name or flag.startswith(name + "=")
+
+
+def runner_of(flags: list[str]) -> str | None:
+    """The runner the flags name (the last --runner wins, as in argparse), as Beam will resolve it."""
+    runner = None
+    for i, flag in enumerate(flags):
+        if flag == "--runner" and i + 1 < len(flags):
+            runner = flags[i + 1]
+        elif flag.startswith("--runner="):
+            runner = flag.partition("=")[2]
+    return RUNNER_ALIASES.get(runner.lower(), runner) if runner else None
+
+
+def uses_dask(flags: list[str]) -> bool:
+    return runner_of(flags) == DASK_RUNNER or any(f.startswith("--dask_") for f in flags)
+
+
+def _full_runner_names(flags: list[str]) -> list[str]:
+    out = list(flags)
+    for i, flag in enumerate(out):
+        if flag == "--runner" and i + 1 < len(out):
+            out[i + 1] = RUNNER_ALIASES.get(out[i + 1].lower(), out[i + 1])
+        elif flag.startswith("--runner="):
+            value = flag.partition("=")[2]
+            out[i] = "--runner=" + RUNNER_ALIASES.get(value.lower(), value)
+    return out
+
+
+class RunnerUnavailable(Exception):
+    """The flags ask for a runner whose Python packages are not installed."""
+
+
+def register_runner_options(flags: list[str]) -> None:
+    """Import the runner modules the flags ask for: Beam declares the DaskRunner's --dask_* flags
+    only once its module is imported (and that import needs ``dask[distributed]``)."""
+    if not uses_dask(flags):
+        return
+    try:
+        import distributed  # noqa: F401 - Beam's module imports it lazily, then fails only at run time
+        import apache_beam.runners.dask.dask_runner  # noqa: F401
+    except ImportError as e:
+        raise RunnerUnavailable(f"the DaskRunner needs dask[distributed]: pip install 'framebeam[dask]' ({e})") from None
 
 
 def beam_flag_parser() -> argparse.ArgumentParser:
@@ -227,7 +296,10 @@ def beam_flag_parser() -> argparse.ArgumentParser:
 
 
 def unknown_beam_flags(flags: list[str]) -> list[str]:
-    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped)."""
+    """Flags neither framebeam nor any Beam options class declares (they would be silently dropped).
+
+    Raises RunnerUnavailable when the flags ask for a runner that is not installed."""
+    register_runner_options(flags)
     _, unknown = beam_flag_parser().parse_known_args(flags)
     return [f for f in unknown if f.startswith("-")]
 

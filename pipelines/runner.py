@@ -19,7 +19,7 @@ import fsspec
 from fsspec.utils import infer_compression
 
 from pipelines.assemble import build_pipeline, new_run_id
-from pipelines.options import JobOptions, beam_options
+from pipelines.options import JobOptions, beam_options, uses_dask
 from pipelines.progress import Progress
 from transforms.joining import MaskLabels
 from transforms.reading import expand_input
@@ -111,6 +111,20 @@ def prepare_job(job: JobOptions, beam_flags: list[str]) -> tuple[beam.Pipeline, 
     p = beam.Pipeline(options=beam_options(beam_flags, size.expanded, job.decode))
     build_pipeline(p, job, mask_labels, new_run_id())
     return p, size
+
+
+DASK_TASK_RETRIES = 3  # as Dataflow: a bundle that fails 4 times fails the job
+
+
+def task_retries(dask: bool):
+    """Dask reruns a task whose worker died, but not one that raised: framebeam raises on transient
+    storage errors for the runner to retry (transforms/storage.py), so every task the DaskRunner
+    builds inside this context is annotated with retries."""
+    if not dask:
+        return contextlib.nullcontext()
+    import dask as dask_module
+
+    return dask_module.annotate(retries=DASK_TASK_RETRIES)
 
 
 class Checked(NamedTuple):
@@ -209,10 +223,17 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
             active.started_pids = descendants()
             active.pipeline_started = True
             log.info("%s %s started: %s -> %s", job.command, active.run_id, ", ".join(map(redact_uri, job.inputs)), redact_uri(job.output))
+            dask = uses_dask(beam_flags)
             try:
-                with Progress(checked.size.stored, show=show_progress):
+                # On Dask the workers' progress files are not where the launcher looks (nor are Beam counters collected).
+                with Progress(checked.size.stored, show=show_progress and not dask), task_retries(dask):
                     result = p.run()
-                    result.wait_until_finish()
+                    try:
+                        result.wait_until_finish()
+                    finally:
+                        client = getattr(result, "client", None)  # the DaskRunner's connection to its scheduler
+                        if client is not None:
+                            client.close()
             except Exception as e:
                 wait_if_signalled()
                 where = run_log.failure(e)

@@ -29,6 +29,8 @@ class ChunkCoder(beam.coders.Coder):
         return False
 
     def estimate_size(self, value: Any) -> int:
+        if type(value).__name__ == "Tagged":  # transforms.portable.Tagged: a branch tag around a chunk
+            return 16 + self.estimate_size(value[1])
         items = value[1] if isinstance(value, tuple) and len(value) > 1 else None
         if isinstance(items, list):
             return 64 + self.BYTES_PER_ITEM * len(items)

@@ -484,11 +484,18 @@ class CompareLabels(beam.PTransform):
         from transforms.flattening import TableRows
         from transforms.summary import TOP_LABELS, label_totals
 
+        from transforms.portable import Gather
+
         label_items, label_hists, slice_items = inputs
-        compared = label_items | "CompareBaseline" >> beam.Map(
-            lambda classes, hists, sliced, *args: compare_run(classes, hists[0] if hists else None, *args, slices=sliced[0] if sliced else ()),
-            beam.pvalue.AsList(label_hists), beam.pvalue.AsList(slice_items), self.baseline, self.output, self.storage_options,
-            dict(self.thresholds or {}))
+        # Gathered into one element instead of side inputs, which not every runner supports well (transforms.portable).
+        compared = (
+            {"classes": label_items, "hists": label_hists, "slices": slice_items}
+            | "GatherRun" >> Gather()
+            | "CompareBaseline" >> beam.Map(
+                lambda g, *args: compare_run(g["classes"][0] if g["classes"] else [], g["hists"][0] if g["hists"] else None, *args,
+                                             slices=g["slices"][0] if g["slices"] else ()),
+                self.baseline, self.output, self.storage_options, dict(self.thresholds or {}))
+        )
         extras = (
             label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items))),
             label_items | "LabelsOmitted" >> beam.Map(lambda items: ("labels_omitted", max(0, len(items) - TOP_LABELS))),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apache_beam as beam
 import numpy as np
+from apache_beam import typehints as th
 
 from transforms import progress
 from transforms.decoding import DecodeDeadline, MaskDecodeError, open_mask
@@ -31,6 +32,7 @@ from transforms.findings import ERROR, INFO, Finding
 from transforms.flattening import TableRows, finding_row, with_frame_counts
 from transforms.joining import Declaration, MaskLabels
 from transforms.mask_requests import FrameKey, MaskRequest, group_key
+from transforms.portable import MAIN, Gather, Tagged, only, tag_outputs
 from transforms.schema import CropRow, IssueRow, LabelStatsRow, MaskRow
 from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
@@ -420,7 +422,8 @@ class DecodeAndMeasureFn(beam.DoFn):
 
     def process(self, element):
         key, requests = element
-        yield from _results_to_outputs(analyse_group(key, requests, self.options), bool(self.options.slice_by))
+        # One output of Tagged branches (transforms.portable): not every runner splits a multi-output ParDo.
+        yield from tag_outputs(_results_to_outputs(analyse_group(key, requests, self.options), bool(self.options.slice_by)))
 
 
 def merge_frame(key_and_groups) -> Iterator[Any]:
@@ -455,56 +458,65 @@ class DecodeMasks(beam.PTransform):
         super().__init__()
 
     def expand(self, joined: Joined) -> Decoded:
-        opts = self.options
+        opts, mask_labels = self.options, self.mask_labels
+        # Single-output steps whose branches are selected by tag, each typed; no side inputs
+        # (transforms.portable: what every runner, Dask included, runs the same way).
         decoded = (
             joined.mask_requests
-            | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req))
+            | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req)).with_output_types(th.Tuple[str, MaskRequest])
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.ParDo(DecodeAndMeasureFn(opts))
-            .with_outputs(FRAME_COUNTS, LABEL_KEYS, RUN_EVENTS, SLICE_MASKS, main="rows")
+            | "DecodeAndMeasure" >> beam.ParDo(DecodeAndMeasureFn(opts)).with_output_types(Tagged)
         )
         frames = (
-            {"frame": joined.pending_frames, "counts": decoded[FRAME_COUNTS]}
+            {"frame": joined.pending_frames, "counts": decoded | "FrameCounts" >> only(FRAME_COUNTS, th.Tuple[th.Tuple[str, int], tuple])}
             | "JoinFrameCounts" >> beam.CoGroupByKey()
-            | "MergeFrames" >> beam.FlatMap(merge_frame).with_outputs(LABEL_KEYS, RUN_EVENTS, main="rows")
+            | "MergeFrames" >> beam.FlatMap(lambda kv: tag_outputs(merge_frame(kv))).with_output_types(Tagged)
         )
         run_counts = (
-            (decoded[RUN_EVENTS], frames[RUN_EVENTS])
+            (decoded | "MaskRunEvents" >> only(RUN_EVENTS, tuple), frames | "FrameRunEvents" >> only(RUN_EVENTS, tuple))
             | "AllRunEvents" >> beam.Flatten()
-            | "CountRun" >> beam.CombineGlobally(RunCountsFn())
+            # Without defaults (the default is a side input); ResolveLabels supplies it.
+            | "CountRun" >> beam.CombineGlobally(RunCountsFn()).without_defaults()
         )
-        label_accs = (
-            (decoded[LABEL_KEYS], frames[LABEL_KEYS])
+        summarised = (
+            (decoded | "MaskLabelEvents" >> only(LABEL_KEYS, th.Tuple[tuple, tuple]),
+             frames | "FrameLabelEvents" >> only(LABEL_KEYS, th.Tuple[tuple, tuple]))
             | "AllLabelEvents" >> beam.Flatten()
             | "SummariseLabels" >> beam.CombinePerKey(LabelSummaryFn())
-            | "ListLabels" >> beam.combiners.ToList()
         )
-        label_items = label_accs | "ResolveLabels" >> beam.Map(resolve_labels, beam.pvalue.AsSingleton(run_counts), self.mask_labels)
-        label_hists = label_accs | "LabelHistograms" >> beam.Map(fraction_hists)
+        label_accs = {"items": summarised, "run": run_counts} | "ListLabels" >> Gather()
+        label_items = label_accs | "ResolveLabels" >> beam.Map(_resolve_gathered, mask_labels).with_output_types(list)
+        label_hists = label_accs | "LabelHistograms" >> beam.Map(lambda g: fraction_hists(g["items"]))
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),
-        ])
+        ]).with_output_types(TableRows)
+        measured = decoded | "MeasuredRows" >> only(MAIN, TableRows)
+        decoded_frames = frames | "FrameRows" >> only(MAIN, TableRows)
         if not opts.slice_by:
-            return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items,
+            return Decoded(measured=measured, decoded_frames=decoded_frames, label_summary=summary, label_items=label_items,
                            label_hists=label_hists)
         from transforms.slices import SLICE_RUN_EVENTS, resolve_slices, slice_events, slice_summary_rows
 
-        keys, mask_labels = opts.slice_by, self.mask_labels
+        keys = opts.slice_by
         events = (
-            {"frame": joined.frame_slices, "masks": decoded[SLICE_MASKS]}
+            {"frame": joined.frame_slices, "masks": decoded | "SliceMasks" >> only(SLICE_MASKS, th.Tuple[th.Tuple[str, int], tuple])}
             | "JoinSlices" >> beam.CoGroupByKey()
-            | "SliceEvents" >> beam.FlatMap(lambda kv: slice_events(kv[1]["frame"], kv[1]["masks"], keys))
-            .with_outputs(SLICE_RUN_EVENTS, main="labels")
+            | "SliceEvents" >> beam.FlatMap(lambda kv: tag_outputs(slice_events(kv[1]["frame"], kv[1]["masks"], keys))).with_output_types(Tagged)
         )
-        slice_runs = (events[SLICE_RUN_EVENTS] | "CountSlices" >> beam.CombinePerKey(RunCountsFn())
-                      | "ListSliceCounts" >> beam.combiners.ToList())
+        slice_runs = events | "SliceRunEvents" >> only(SLICE_RUN_EVENTS, th.Tuple[th.Any, th.Any]) | "CountSlices" >> beam.CombinePerKey(RunCountsFn())
+        slice_accs = events | "SliceLabelEvents" >> only(MAIN, th.Tuple[th.Any, th.Any]) | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
         slice_items = (
-            events.labels
-            | "SummariseSlices" >> beam.CombinePerKey(LabelSummaryFn())
-            | "ListSlices" >> beam.combiners.ToList()
-            | "ResolveSlices" >> beam.Map(lambda accs, runs: resolve_slices(accs, runs, mask_labels), beam.pvalue.AsSingleton(slice_runs))
+            {"accs": slice_accs, "runs": slice_runs}
+            | "ListSlices" >> Gather()
+            | "ResolveSlices" >> beam.Map(lambda g: resolve_slices(g["accs"], g["runs"], mask_labels)).with_output_types(list)
         )
-        slice_summary = slice_items | "SliceRows" >> beam.Map(lambda items: TableRows("label_summary_by_slice", slice_summary_rows(items)))
-        return Decoded(measured=decoded.rows, decoded_frames=frames.rows, label_summary=summary, label_items=label_items,
+        slice_summary = slice_items | "SliceRows" >> beam.Map(
+            lambda items: TableRows("label_summary_by_slice", slice_summary_rows(items))).with_output_types(TableRows)
+        return Decoded(measured=measured, decoded_frames=decoded_frames, label_summary=summary, label_items=label_items,
                        label_hists=label_hists, slice_summary=slice_summary, slice_items=slice_items)
+
+
+def _resolve_gathered(gathered: dict[str, list], mask_labels: MaskLabels | None) -> list:
+    run = gathered["run"][0] if gathered["run"] else RunCountsFn().create_accumulator()
+    return resolve_labels(gathered["items"], run, mask_labels)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from apache_beam import typehints
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
@@ -23,8 +24,9 @@ from transforms.coders import ChunkCoder
 from transforms.findings import Finding
 from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_issue_rows, frame_row, record_problem_row
 from transforms.joining import MaskLabels, join_frame
-from transforms.mask_requests import plan_masks, too_many_masks
-from transforms.reading import ReadLimits, RecordChunk, chunk_records, expand_input, iter_shard, plan_shard
+from transforms.mask_requests import MaskRequest, plan_masks, too_many_masks
+from transforms.portable import MAIN, SPREAD_BUCKETS, Gather, Spread, Tagged, only, tag_outputs
+from transforms.reading import ReadLimits, RecordChunk, ShardPart, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.schema import IssueRow
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
@@ -35,6 +37,7 @@ MASK_REQUESTS = "mask_requests"
 PENDING_FRAMES = "pending_frames"
 FRAME_SLICES = "frame_slices"  # (frame key, the frame's --slice-by values) of frames with masks to decode
 DUPLICATE_BUCKETS = 64
+WRITE_BUCKETS = 16  # files per table (before max_rows splits them) when rows are grouped to be written
 
 
 class ValidatedChunk(NamedTuple):
@@ -194,6 +197,7 @@ class ReadFrames(beam.PTransform):
     patterns: Sequence[str]
     limits: ReadLimits = ReadLimits()
     storage_options: dict[str, Any] | None = None
+    spread: int = SPREAD_BUCKETS  # ways the shard parts are split (see transforms.portable.Spread)
 
     def __post_init__(self):
         super().__init__()
@@ -206,11 +210,15 @@ class ReadFrames(beam.PTransform):
             | "ExpandGlobs" >> beam.FlatMap(expand_input, opts)
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
-            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts)
-            | "SpreadParts" >> beam.Reshuffle()
+            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts).with_output_types(ShardPart)
+            | "SpreadParts" >> Spread(_part_bucket, ShardPart, self.spread)
             | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(part, limits, opts), limits))
             .with_output_types(RecordChunk)
         )
+
+
+def _part_bucket(part: ShardPart) -> int:
+    return zlib.crc32(f"{part.uri}\x00{part.start}".encode("utf-8", "surrogatepass"))
 
 
 class Validate(beam.PTransform):
@@ -257,15 +265,23 @@ class JoinMasks(beam.PTransform):
         super().__init__()
 
     def expand(self, validated) -> Joined:
-        out = validated | "JoinAndFlatten" >> beam.FlatMap(join_chunk, self.options).with_outputs(
-            FRAME_IDS, MASK_REQUESTS, PENDING_FRAMES, FRAME_SLICES, main="rows")
+        # One output, branches selected by tag: runners need not split multi-output ParDos (Dask does not).
+        out = validated | "JoinAndFlatten" >> beam.FlatMap(lambda chunk, o: tag_outputs(join_chunk(chunk, o)), self.options) \
+            .with_output_types(Tagged)
         duplicates = (
-            out[FRAME_IDS]
+            out
+            | "JoinedFrameIds" >> only(FRAME_IDS, typehints.Tuple[int, FrameIdBatch])
             | "GroupIdsByBucket" >> beam.GroupByKey()
             | "FindDuplicateIds" >> beam.FlatMap(lambda kv: _as_rows("issues", duplicate_id_rows(e for batch in kv[1] for e in batch.entries())))
+            .with_output_types(TableRows)
         )
-        return Joined(rows=out.rows, duplicates=duplicates, mask_requests=out[MASK_REQUESTS], pending_frames=out[PENDING_FRAMES],
-                      frame_slices=out[FRAME_SLICES])
+        return Joined(
+            rows=out | "JoinedRows" >> only(MAIN, TableRows),
+            duplicates=duplicates,
+            mask_requests=out | "JoinedMaskRequests" >> only(MASK_REQUESTS, MaskRequest),
+            pending_frames=out | "JoinedPendingFrames" >> only(PENDING_FRAMES, typehints.Tuple[typehints.Tuple[str, int], tuple]),
+            frame_slices=out | "JoinedFrameSlices" >> only(FRAME_SLICES, typehints.Tuple[typehints.Tuple[str, int], typehints.Any]),
+        )
 
 
 def _as_rows(table: str, rows: list) -> list[TableRows]:
@@ -304,6 +320,35 @@ class WriteParquetFn(beam.DoFn):
         return writing.write_rows(table, rows, self.directory, self.storage_options)
 
 
+class WriteGroupFn(WriteParquetFn):
+    """Writes one group of rows ((table, bucket), [TableRows]) completely within ``process``, and
+    reports the files and the group's finding counts as ``Tagged`` ("files" / "counts").
+
+    For runners that drop what ``finish_bundle`` emits (Beam 2.77's DaskRunner): publish takes only
+    reported files (a retried task's orphans are deleted).
+    """
+
+    def process(self, group: tuple[tuple[str, int], Iterable[TableRows]]):
+        items = list(group[1])
+        for item in items:
+            for written in super().process(item):
+                yield Tagged("files", written)
+        for table in self.buffer.tables():
+            yield Tagged("files", self._flush(table))
+        yield Tagged("counts", writing.finding_counts(items))
+
+
+class KeyForWriting(beam.DoFn):
+    """(table, n % WRITE_BUCKETS) for the n-th item of the bundle: a bundle's rows spread over a few files per table."""
+
+    def start_bundle(self):
+        self.n = 0
+
+    def process(self, item: TableRows):
+        self.n += 1
+        yield (item.table, self.n % WRITE_BUCKETS), item
+
+
 class TableBranches(NamedTuple):
     """What WriteTables writes: JoinMasks' rows and, when masks were decoded, DecodeMasks' and CompareLabels'."""
 
@@ -324,6 +369,8 @@ class WriteTables(beam.PTransform):
     run_info: writing.RunInfo
     storage_options: dict[str, Any] | None = None
     keep_history: int = 30
+    # False for runners that drop finish_bundle's outputs (see WriteGroupFn): rows are grouped before writing.
+    bundle_outputs: bool = True
 
     def __post_init__(self):
         super().__init__()
@@ -348,32 +395,48 @@ class WriteTables(beam.PTransform):
             (decoded and decoded.slice_summary, "WriteSliceSummary", "CountSliceSummary"),
         ]
         staging = writing.staging_dir(self.output, self.run_id)
-        written, counted = [], []
-        for rows, write_label, count_label in to_write:
-            if rows is None:
-                continue
-            written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, self.storage_options)))
-            counted.append(rows | count_label >> beam.Map(lambda item: writing.finding_counts([item])))
-        files = tuple(written) | "AllFiles" >> beam.Flatten() | "ListFiles" >> beam.combiners.ToList()
-        counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters)
+        to_write = [(rows, write_label, count_label) for rows, write_label, count_label in to_write if rows is not None]
         extras = branches.summary_extras
         if extras is None:
-            extras = files.pipeline | "NoSummaryExtras" >> beam.Create([])
+            extras = joined.rows.pipeline | "NoSummaryExtras" >> beam.Create([]).with_output_types(typehints.Tuple[str, Any])
         history = branches.history
         if history is None:
-            history = files.pipeline | "NoHistoryRows" >> beam.Create([])
+            history = joined.rows.pipeline | "NoHistoryRows" >> beam.Create([])
+        if self.bundle_outputs:
+            written, counted = [], []
+            for rows, write_label, count_label in to_write:
+                written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, self.storage_options))
+                               .with_output_types(writing.WrittenFile))
+                counted.append(rows | count_label >> beam.Map(lambda item: writing.finding_counts([item])).with_output_types(dict))
+            files = tuple(written) | "AllFiles" >> beam.Flatten()
+            # Without defaults: CombineGlobally's default for an empty input is a side input; Gather copes with none.
+            counts = tuple(counted) | "AllCounts" >> beam.Flatten() | "SumCounts" >> beam.CombineGlobally(_sum_counters).without_defaults()
+            gathered = {"files": files, "counts": counts, "extras": extras, "history": history} | "GatherForPublish" >> Gather()
+        else:
+            # Rows are grouped for writing anyway, so all branches go through one grouping (on Dask
+            # every GroupByKey is a shuffle over the sum of its inputs' partitions).
+            written = (
+                tuple(rows for rows, _, _ in to_write)
+                | "AllRows" >> beam.Flatten()
+                | "KeyForWriting" >> beam.ParDo(KeyForWriting()).with_output_types(typehints.Tuple[typehints.Tuple[str, int], TableRows])
+                | "GroupForWriting" >> beam.GroupByKey()
+                | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging, self.storage_options)).with_output_types(Tagged)
+            )
+            gathered = (
+                {"written": written, "extras": extras, "history": history}
+                | "GatherForPublish" >> Gather()
+                | "SplitWritten" >> beam.Map(_split_written).with_output_types(dict[str, list])
+            )
         output, run_id, tables, info, so, keep = (self.output, self.run_id, self.tables, self.run_info, self.storage_options,
                                                   self.keep_history)
-        return (
-            files
-            | "Publish" >> beam.Map(
-                lambda written, counts, extras, history: _publish(output, run_id, written, tables, info, counts, extras,
-                                                                  history, keep, so),
-                counts=beam.pvalue.AsSingleton(counts),
-                extras=beam.pvalue.AsDict(extras),
-                history=beam.pvalue.AsList(history),
-            )
-        )
+        return gathered | "Publish" >> beam.Map(
+            lambda g: _publish(output, run_id, g["files"], tables, info, _sum_counters(g["counts"]), dict(g["extras"]),
+                               g["history"], keep, so))
+
+
+def _split_written(g: dict[str, list]) -> dict[str, list]:
+    return {"files": [t.value for t in g["written"] if t.tag == "files"],
+            "counts": [t.value for t in g["written"] if t.tag == "counts"], "extras": g["extras"], "history": g["history"]}
 
 
 def _publish(output: str, run_id: str, written: list, tables: Sequence[str], info: writing.RunInfo, counts, extras: dict,

@@ -336,6 +336,8 @@ def fast_path(data: bytes, shard: str, line: int,
               max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> tuple[Frame | None, Finding | None] | None:
     """A well-formed record decoded by msgspec (references not checked yet); None when the record
     needs the slow path."""
+    if b"\\ud" in data or b"\\uD" in data:
+        return None  # a surrogate escape: msgspec takes a lone one, which is no text (the slow path says json_invalid_utf8)
     try:
         doc = _DECODER.decode(data)
         if not data.isascii():
@@ -426,6 +428,13 @@ def _fast_path_complete(doc: FrameDoc, roi_metas: set[str | None]) -> bool:
         if src.meta and not raw_is_object(src.meta):
             return False
     if any(roi.labels is not None for roi in doc.rois):  # not a bytes search: JSON keys may be escaped
+        return False
+    # Keys the format requires may not be null: msgspec's types take null (the slow path's "absent"), the slow
+    # path reports it. Found by tests/test_validation_paths.py; a null here sends the record to the slow path.
+    for src in doc.sources:
+        if src.id is None or src.uri is None or any(m.id is None or m.uri is None for m in src.masks):
+            return False
+    if any(roi.mask is not None and (roi.mask.id is None or roi.mask.value is None) for roi in doc.rois):
         return False
     return all(text is None or text[0] == "{" for text in roi_metas)
 
