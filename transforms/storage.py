@@ -22,6 +22,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import fsspec
@@ -331,19 +332,28 @@ def _read_local(path: str, policy: UriPolicy, max_bytes: int, budget: _Budget) -
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):  # swapped between the check and the open
             raise ReadProblem("mask_unreadable", f"not a regular file ({_file_kind(st.st_mode)}); only regular files are read")
-        chunks, got = [], 0
-        while True:
-            block = os.read(fd, min(READ_CHUNK, max_bytes + 1 - got))
-            if not block:
-                break
-            got += len(block)
-            chunks.append(block)
-            if got > max_bytes:  # the file grew after the check
-                raise _too_large(got, max_bytes, exact=False)
-            budget.check("reading the file", got)
-        return b"".join(chunks)
+        return _read_capped(lambda n: os.read(fd, n), max_bytes, budget, "reading the file", READ_CHUNK)
     finally:
         os.close(fd)
+
+
+def _read_capped(read: Callable[[int], bytes], max_bytes: int, budget: "_Budget", what: str, block_size: int,
+                 progress: list[int] | None = None) -> bytes:
+    """Blocks from ``read(n)`` until it returns b"": a finding past ``max_bytes`` (however the source lied about its
+    size) or past the time budget. ``progress[0]`` holds the bytes read so far, for the caller's messages."""
+    chunks, got = [], 0
+    while True:
+        block = read(min(block_size, max_bytes + 1 - got))
+        if not block:
+            break
+        got += len(block)
+        if progress is not None:
+            progress[0] = got
+        chunks.append(block)
+        if got > max_bytes:
+            raise _too_large(got, max_bytes, exact=False)
+        budget.check(what, got)
+    return b"".join(chunks)
 
 
 def _read_fsspec(uri: str, storage_options: dict[str, Any] | None, max_bytes: int, budget: _Budget) -> bytes:
@@ -362,18 +372,8 @@ def _read_fsspec(uri: str, storage_options: dict[str, Any] | None, max_bytes: in
         size = fs.size(path)
         if size is not None and size > max_bytes:
             raise _too_large(size, max_bytes)
-        chunks, got = [], 0
         with fs.open(path, "rb") as f:
-            while True:
-                block = f.read(min(4 * READ_CHUNK, max_bytes + 1 - got))
-                if not block:
-                    break
-                got += len(block)
-                chunks.append(block)
-                if got > max_bytes:
-                    raise _too_large(got, max_bytes, exact=False)
-                budget.check("reading the object", got)
-        return b"".join(chunks)
+            return _read_capped(f.read, max_bytes, budget, "reading the object", 4 * READ_CHUNK)
     except ReadProblem:
         raise
     except FileNotFoundError:
@@ -441,26 +441,20 @@ def _read_http(url: str, max_bytes: int, budget: _Budget) -> bytes:
             length = resp.getheader("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise _too_large(int(length), max_bytes)
-            chunks, got = [], 0
+            def read_block(n: int, sock=sock, resp=resp) -> bytes:
+                sock.settimeout(max(0.05, min(30.0, budget.remaining())))  # a stalled body waits no longer than the budget
+                return resp.read1(n)
+
+            progress = [0]
             try:
-                while True:
-                    sock.settimeout(max(0.05, min(30.0, budget.remaining())))
-                    block = resp.read1(min(256 * 1024, max_bytes + 1 - got))
-                    if not block:
-                        break
-                    got += len(block)
-                    chunks.append(block)
-                    if got > max_bytes:
-                        raise _too_large(got, max_bytes, exact=False)
-                    budget.check("reading the body", got)
+                return _read_capped(read_block, max_bytes, budget, "reading the body", 256 * 1024, progress)
             except socket.timeout:
-                budget.check("waiting for more of the body", got)
-                last = f"the body stalled after {got:,} bytes"
+                budget.check("waiting for more of the body", progress[0])
+                last = f"the body stalled after {progress[0]:,} bytes"
                 continue
             except (ConnectionError, http.client.HTTPException, OSError) as e:
-                last = f"{type(e).__name__} after {got:,} bytes: {e}"
+                last = f"{type(e).__name__} after {progress[0]:,} bytes: {e}"
                 continue
-            return b"".join(chunks)
         finally:
             conn.close()
     raise ReadProblem("mask_unreadable", f"{redact(last)}, still failing after {HTTP_ATTEMPTS} attempts")

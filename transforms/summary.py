@@ -185,9 +185,13 @@ def _bin(fraction: float) -> int:
     return min(int(fraction * BINS), BINS - 1)
 
 
-class LabelSummaryFn(beam.CombineFn):
+class _AccumulatorFn(beam.CombineFn):
+    """A combiner over an accumulator class with ``add(event)`` and ``merge(other)``: the output is the accumulator."""
+
+    accumulator: type
+
     def create_accumulator(self):
-        return LabelAccumulator()
+        return self.accumulator()
 
     def add_input(self, acc, event):
         acc.add(event)
@@ -202,6 +206,10 @@ class LabelSummaryFn(beam.CombineFn):
 
     def extract_output(self, acc):
         return acc
+
+
+class LabelSummaryFn(_AccumulatorFn):
+    accumulator = LabelAccumulator
 
 
 class RunCounts:
@@ -232,23 +240,8 @@ class RunCounts:
             self.table_frames[k] += n
 
 
-class RunCountsFn(beam.CombineFn):
-    def create_accumulator(self):
-        return RunCounts()
-
-    def add_input(self, acc, event):
-        acc.add(event)
-        return acc
-
-    def merge_accumulators(self, accs):
-        accs = iter(accs)
-        first = next(accs)
-        for a in accs:
-            first.merge(a)
-        return first
-
-    def extract_output(self, acc):
-        return acc
+class RunCountsFn(_AccumulatorFn):
+    accumulator = RunCounts
 
 
 class LabelSummary(NamedTuple):
