@@ -189,8 +189,9 @@ def test_a_json_bomb_is_streamed_in_bounded_memory(tmp_path):
                          env=_plain_env(), check=True).stdout.split()
     records, peak_mib = int(out[0]), int(out[1])
     assert records == n + 1
-    # Held whole, 20M dicts are ~1.3 GiB; streamed, the reader peaked at 53-62 MiB alone (more in a busy suite).
-    assert peak_mib < 700, f"peak {peak_mib} MiB: the document was held, not streamed"
+    # Held whole, 20M dicts are >= 1.3 GiB; streamed, the reader peaked at 53 MiB alone, but 341-720 MiB inside a
+    # busy suite (not explained yet): the bound only has to tell streamed from held.
+    assert peak_mib < 1024, f"peak {peak_mib} MiB: the document was held, not streamed"
 
 
 # --- 4. the URI policy is checked on what is really read ------------------------------------------------
