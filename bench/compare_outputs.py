@@ -62,7 +62,8 @@ def make_inputs(work: Path) -> dict[str, tuple[str, list[str]]]:
 
     shared = Path(os.environ.get("FRAMEBEAM_SHARED", REPO.parent / "shared")) / "data" / "real-masks"
     if shared.is_dir():
-        real = work / "in-real-masks.jsonl"
+        real = work / "in-real-masks" / "frames.jsonl"  # in a folder of its own: an --output may not lie in the input's folder
+        real.parent.mkdir(exist_ok=True)
         frames = []
         for folder in ("camvid", "dubai_aerial", "voc"):
             colours = json.loads((shared / folder / "colors.json").read_text())
