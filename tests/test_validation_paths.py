@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.bad_records import BAD_RECORDS, BASE_RAW
+from tests.conftest import examples
 from transforms.flattening import chunk_tables, frame_issue_rows
 from transforms.joining import join_frame
 from transforms.reading import iter_shard
@@ -141,14 +142,14 @@ def _paths(value, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_frames())
 def test_valid_frames(frame):
     assert agree(json.dumps(frame, ensure_ascii=False).encode())  # a \\u escape of a surrogate pair goes the slow way
     agree(json.dumps(frame).encode())
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(valid_frames(), st.builds(lambda: orjson.loads(BASE_RAW))), st.data())
 def test_near_valid_frames(frame, data):
     paths = list(_paths(frame))
