@@ -22,7 +22,7 @@ from transforms import history
 from transforms.drift import HIST_BINS, LabelProfile
 from transforms.history import history_tables, label_profiles, read_history
 from transforms.schema import HISTORY, HISTORY_RUNS
-from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, fraction_hists, resolve_labels
+from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, label_distributions, resolve_labels
 
 RUN_COLUMNS = ("run_id", "started_at", "published_at", "baseline_run_id")
 COLOURS = {"void": (0, 0, 0), "sky": (70, 130, 180), "road": (128, 64, 128), "car": (0, 0, 142), "person": (220, 20, 60),
@@ -182,13 +182,42 @@ def test_label_profiles_merge_a_labels_colours() -> None:
         accs[key].add(event)
     run = RunCounts()
     run.add(("masks", None, 3))
-    profiles = label_profiles(resolve_labels(accs.items(), run), fraction_hists(accs.items()))
+    profiles = label_profiles(resolve_labels(accs.items(), run), label_distributions(accs.items(), run))
     assert set(profiles) == {("car",)}  # a colour without labels is no class
     car = profiles[("car",)]
     assert (car.masks, car.masks_present, car.total_pixels, car.frames) == (3, 2, 80, 2)
     assert car.colours == ((0, 0, 70), (0, 0, 142))
     assert car.pixel_fraction_mean == pytest.approx(0.8 / 3)  # over the run's 3 decoded masks, 0 where absent
     assert car.fraction_hist[4] == 1 and car.fraction_hist[12] == 1 and sum(car.fraction_hist) == 2
+
+
+@pytest.mark.parametrize("per_colour", [30, 400])  # exact values kept, then the 1000-bin histogram
+def test_label_distributions_merge_colours_exactly(per_colour: int) -> None:
+    """A label drawn in three colours in different masks: its quantiles over the run's masks (0 where absent) and its
+    components/holes histograms equal numpy on the union of the colours' masks."""
+    rng = np.random.default_rng(per_colour)
+    colours = [(0, 0, 142), (0, 0, 70), (0, 60, 100)]
+    accs: dict = defaultdict(LabelAccumulator)
+    fractions, components, holes = [], [], []
+    for i, rgb in enumerate(colours):
+        for _ in range(per_colour * (i + 1)):
+            f, c, k = float(rng.random() ** 3), int(rng.integers(1, 400) if rng.random() < 0.3 else rng.integers(1, 6)), int(rng.integers(0, 40))
+            accs[(("car",), rgb)].add(("mask", f, max(1, int(f * 1000)), (0, 0, 1, 1), True, c, k))
+            fractions.append(f), components.append(c), holes.append(k)
+    run = RunCounts()
+    run.add(("masks", None, 9 * per_colour))  # 3 per_colour masks without car
+    (car,) = label_distributions(accs.items(), run).values()
+    values = np.concatenate([np.zeros(run.masks - len(fractions)), fractions])
+    tolerance = 0.0 if len(fractions) <= 256 else 0.5 / 1000
+    for q, got in ((0.5, car.pixel_fraction_p50), (0.95, car.pixel_fraction_p95)):
+        assert got == pytest.approx(float(np.quantile(values, q, method="lower")), abs=tolerance + 1e-15)
+    edges = [0, 1, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 2**31]
+    assert car.components_hist == tuple(np.histogram(components, edges)[0].tolist())
+    assert car.holes_hist == tuple(np.histogram(holes, edges)[0].tolist())
+    assert sum(car.fraction_hist) == len(fractions)
+    # The label's most present colour alone (what history used to keep) is another answer: merging matters here.
+    top = resolve_labels(accs.items(), run)[0]
+    assert top.rgb == colours[2] and top.pixel_fraction_p50 != car.pixel_fraction_p50
 
 
 def test_retention_keeps_the_last_runs() -> None:
