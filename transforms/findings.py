@@ -11,7 +11,6 @@ from typing import NamedTuple
 ERROR = "error"
 WARNING = "warning"
 INFO = "info"  # counted and shown, never fails a run whatever --fail-on says (transforms/verdict.py)
-SEVERITIES = (ERROR, WARNING, INFO)
 
 
 class CodeInfo(NamedTuple):

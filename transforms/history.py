@@ -47,7 +47,6 @@ from transforms.flattening import rows_to_table
 from transforms.schema import HISTORY, HISTORY_RUNS, HistoryRow, HistoryRunRow
 from transforms.uris import redact_uri
 
-KEEP_HISTORY = 30
 MAX_SLICES = 100  # per-slice drift entries kept in summary.json (all slices are in history and label_summary_by_slice)
 PREVIOUS = "previous"  # --baseline previous
 SUCCESS_MARKER = "_SUCCESS"

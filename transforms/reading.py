@@ -14,7 +14,6 @@ import gzip
 import io
 import lzma
 import re
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -23,7 +22,7 @@ import fsspec
 import orjson
 
 from transforms.findings import Finding
-from transforms.storage import is_transient, open_binary
+from transforms.storage import is_transient
 from transforms.uris import strip_userinfo
 from transforms.uris import redact_uri
 

@@ -534,10 +534,6 @@ _EXAMPLES = {
 }
 
 
-def empty_table(name: str) -> pa.Table:
-    return TABLES[name].empty_table()
-
-
 def tables_markdown() -> str:
     """docs/TABLES.md, generated from the schemas above."""
     out = [

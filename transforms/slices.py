@@ -17,7 +17,6 @@ import orjson
 
 from transforms.schema import LabelSummaryBySliceRow
 
-FRAME_KEYS = ("context_id",)
 SliceKey = tuple[str, str | None]  # (key, value)
 
 
