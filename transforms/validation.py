@@ -174,6 +174,16 @@ def _reject_overflow(text: str) -> float:
     return value
 
 
+def overflows(data: bytes) -> bool:
+    """True when a number of the record (not a string that looks like one: maybe_overflow's false positives,
+    like an id '0E000') is beyond a double, or the record does not parse here: the slow path then decides."""
+    try:
+        json.loads(data, parse_constant=_reject_constant, parse_float=_reject_overflow)
+    except (ValueError, RecursionError, UnicodeDecodeError):  # _NonFinite is a ValueError
+        return True
+    return False
+
+
 def parse_record(data: bytes) -> tuple[Any, Finding | None]:
     """orjson first (fast, strict); on failure, say precisely why so users can fix the exporter."""
     try:
@@ -342,8 +352,8 @@ def fast_path(data: bytes, shard: str, line: int,
     needs the slow path."""
     if b"\\ud" in data or b"\\uD" in data:
         return None  # a surrogate escape: msgspec takes a lone one, which is no text (the slow path says json_invalid_utf8)
-    if maybe_overflow(data):
-        return None  # maybe 1e400: msgspec keeps it inside raw metas as text, the slow path says json_nan_or_infinity
+    if maybe_overflow(data) and overflows(data):
+        return None  # 1e400: msgspec keeps it as text in raw metas and skips unknown keys; the slow path names it
     try:
         doc = _DECODER.decode(data)
         if not data.isascii():
