@@ -286,6 +286,27 @@ def test_baseline_from_label_stats_of_an_old_output(tmp_path: Path) -> None:
     assert car.fraction_hist == (0, 0, 1) + (0,) * 16 + (1,)  # 0.12 in bin 2, 1.0 in the last bin
 
 
+def test_baseline_shapes_from_label_stats(tmp_path: Path) -> None:
+    """label_stats with shape columns: the baseline's components/holes histograms over rows with pixels and shapes;
+    without the columns (an output from before them): no histograms, so shape_js is not computed against it."""
+    import pyarrow.parquet as pq
+
+    rows = [stats_row("a.jsonl", i, ["car"], CAR, 100) for i in range(5)] + [stats_row("a.jsonl", 9, ["car"], CAR, 0)]
+    shapes = [(1, 0), (1, 0), (6, 2), (300, 1), (None, None), (None, None)]  # the row without pixels has none
+    names = [f.name for f in LABEL_STATS]
+    rows = [tuple((dict(zip(names, r)) | {"components": c, "holes": k}).values()) for r, (c, k) in zip(rows, shapes)]
+    out = write_output(tmp_path / "old", {"label_stats": rows})
+    car = read_baseline(out, str(tmp_path / "unused")).profile.labels[("car",)]
+    assert car.components_hist == (0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1) and car.holes_hist == (2, 1, 1) + (0,) * 9
+    assert car.components_mean == pytest.approx(308 / 4) and car.holes_mean == pytest.approx(3 / 4)
+    table = pq.read_table(tmp_path / "old" / "label_stats" / "part-00000.parquet").drop_columns(["components", "holes"])
+    pq.write_table(table, tmp_path / "old" / "label_stats" / "part-00000.parquet")
+    older = read_baseline(out, str(tmp_path / "unused")).profile.labels[("car",)]
+    assert older.components_hist is None and older.holes_hist is None and older.masks_present == 5
+    result = compare_profiles(profiles(profile("car", 4, components_hist=car.components_hist)), {("car",): older})
+    assert result["shape_js"] is None and result["per_label"][0]["components_js"] is None
+
+
 def test_convert_output_cannot_be_compared(tmp_path: Path) -> None:
     converted = write_output(tmp_path / "converted", {"frames": []})
     with pytest.raises(DriftInputError, match="framebeam run"):

@@ -205,6 +205,23 @@ def test_drift_section(outputs: dict[str, Path]) -> None:
     assert 'id="drift"' not in render_report(str(outputs["run"]))  # no baseline, no section
 
 
+def test_drift_section_shows_shape_drift(outputs: dict[str, Path]) -> None:
+    row = {"labels": ["<car>"], "baseline_share": 0.5, "current_share": 0.5, "share_change": 0.0, "presence_rate_change": 0.0,
+           "fraction_js": 0.01, "components_js": 0.4321, "holes_js": 0.0123, "shape_js": 0.4321, "components_mean_change": 2.5,
+           "holes_mean_change": -0.25}
+    drift = {"baseline": "previous run r1", "labels_appeared": [], "labels_vanished": [], "colour_changed": [],
+             "thresholds": {"shape_js": 0.2}, "breaches": [{"metric": "shape_js", "value": 0.4321, "threshold": 0.2, "labels": []}],
+             "label_distribution": {"linf": 0.0, "js": 0.0, "psi": 0.0, "psi_epsilon": 1e-4}, "label_js": 0.01,
+             "shape_js": 0.4321, "shape_js_labels": ["<car>"], "per_label": [row],
+             "slices": [{"slice_key": "source_id", "slice_value": "cam-a", "baseline": True, "linf": 0.0, "js": 0.0, "psi": 0.0,
+                         "label_js": 0.0, "shape_js": 0.3, "breaches": [], "moved_most": []}]}
+    section = (page := render_report(str(outputs["run"]), drift=drift))[page.index('id="drift"'):page.index('id="findings"')]
+    assert "<code>shape_js</code>" in section and "exceeds --max-drift shape_js=0.2" in section and "0.4321" in section
+    assert "Shapes that moved most" in section and "0.432" in section and "+2.50" in section and "-0.25" in section
+    assert "&lt;car&gt;" in section and "<car>" not in section
+    assert "0.3000" in section  # the slice's shape_js
+
+
 def test_write_report_through_fsspec(outputs: dict[str, Path]) -> None:
     """Any fsspec URL works (memory:// here stands for gs:// and s3://)."""
     fs = fsspec.filesystem("memory")
@@ -274,6 +291,7 @@ def rendered(outputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return {"screenshot": shot, "dom": dom.stdout}
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_charts(rendered: dict[str, object]) -> None:
     dom = str(rendered["dom"])
     assert len(bars_in(dom, "label-frequency")) == len(LABEL_FRAMES)
@@ -282,6 +300,7 @@ def test_chromium_renders_the_charts(rendered: dict[str, object]) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # still text after parsing, never a script
 
 
+@pytest.mark.slow
 def test_chromium_screenshot_shows_a_page(rendered: dict[str, object]) -> None:
     image = np.asarray(Image.open(rendered["screenshot"]).convert("RGB"))
     assert image.shape[:2] == (2400, 1280)
@@ -314,6 +333,7 @@ def many(tmp_path_factory: pytest.TempPathFactory):
     return data, out
 
 
+@pytest.mark.slow
 def test_150_classes_every_present_class_ranked_and_the_never_present_listed(many) -> None:
     import html as html_lib
 
@@ -331,6 +351,7 @@ def test_150_classes_every_present_class_ranked_and_the_never_present_listed(man
     assert 'class="classes scroll"' in page  # a long table scrolls instead of being cut
 
 
+@pytest.mark.slow
 def test_150_classes_nothing_is_clipped_in_chromium(many, tmp_path: Path) -> None:
     from tests.browser import layout_check
 
