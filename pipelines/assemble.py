@@ -37,11 +37,11 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels)
         slice_items = decoded.slice_items if decoded.slice_items is not None else p | "NoSlices" >> beam.Create([])
         compared = ((decoded.label_items, decoded.label_hists, slice_items)
-                    | "CompareLabels" >> CompareLabels(job.baseline, job.output, so, job.drift_thresholds()))
+                    | "CompareLabels" >> CompareLabels(job.baseline, job.target, job.drift_thresholds()))
         branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"], compared["history"])
         tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
-    branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history,
+    branches | "WriteTables" >> WriteTables(job.target, run_id, tables + HISTORY_TABLES, info, job.keep_history,
                                             bundle_outputs=keeps_bundle_outputs(p))
 
 

@@ -87,7 +87,7 @@ def check_baseline(job: JobOptions) -> None:
     if job.baseline == PREVIOUS:
         return  # read when the run compares; a first run has no previous one and is compared with nothing
     try:
-        read_baseline(job.baseline, job.output, job.storage_options)
+        read_baseline(job.baseline, job.target)
     except (DriftInputError, OSError) as e:
         raise InputError(f"--baseline: {redact_uri(str(e))}") from None
 
@@ -139,7 +139,7 @@ def preflight(job: JobOptions) -> Checked:
 
     so = job.storage_options
     try:
-        state = check_output(job.output, so)
+        state = check_output(job.target)
     except OutputRefused as e:
         raise InputError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - the store cannot be listed: the user's to see, exit 2
@@ -152,7 +152,7 @@ def preflight(job: JobOptions) -> Checked:
     size = check_inputs(job, shards)
     try:
         check_overlap(job.output, folders_read(shards, job.mask_labels, so))
-        claim_output(job.output, so, state)
+        claim_output(job.target, state)
     except OutputRefused as e:
         raise InputError(redact_uri(str(e))) from None
     return Checked(size, mask_labels)
@@ -179,7 +179,7 @@ class ActiveRun:
         state = "nothing"
         if self.lease is not None:
             with contextlib.suppress(Exception):
-                state = "removed" if writing.remove_own_run(self.job.output, self.run_id, self.job.storage_options) else "published"
+                state = "removed" if writing.remove_own_run(self.job.target, self.run_id) else "published"
             self.lease.release()
             self.lease = None
         return state
@@ -190,7 +190,7 @@ def take_lease(job: JobOptions, run_id: str, wait_s: float = 0.0, on_wait=None):
     from transforms.ownership import describe_storage_error
 
     try:
-        lease = acquire(job.output, run_id, job.storage_options, wait_s=wait_s, on_wait=on_wait)
+        lease = acquire(job.target, run_id, wait_s=wait_s, on_wait=on_wait)
     except LeaseBusy as e:
         waited = f" (waited {wait_s:g} s)" if wait_s else ""
         raise InputError(f"{redact_uri(job.output)} is in use by another framebeam {e}{waited}: let it finish, or "
@@ -216,8 +216,8 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
     checked = preflight(job)
     active.lease = take_lease(job, active.run_id, wait_for_lock, on_wait)
     try:
-        writing.remove_leftover_runs(job.output, job.storage_options)
-        with RunLog(job.output, active.run_id, job.storage_options, debug) as run_log:
+        writing.remove_leftover_runs(job.target)
+        with RunLog(job.target, active.run_id, debug) as run_log:
             p = beam.Pipeline(options=beam_options(beam_flags, checked.size.expanded, job.decode))
             build_pipeline(p, job, checked.mask_labels, active.run_id)
             active.started_pids = descendants()
@@ -239,10 +239,10 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
                 where = run_log.failure(e)
                 failure = classify_failure(e, redact_uri(job.output))
                 kill_processes(_beam_workers(descendants() - active.started_pids))
-                if writing.remove_own_run(job.output, active.run_id, job.storage_options):
+                if writing.remove_own_run(job.target, active.run_id):
                     raise RunFailed(failure.message + "; nothing was published, the previous output is unchanged", where) from None
                 raise RunFailed(failure.message + " after this run was published: the output is this run's, complete", where) from None
-            summary = read_summary(job.output, job.storage_options)
+            summary = read_summary(job.target)
             log.info("%s %s published: %s", job.command, active.run_id, verdict_line(summary).strip())
     finally:
         if active.lease is not None:
