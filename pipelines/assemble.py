@@ -20,10 +20,9 @@ def new_run_id() -> str:
 def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | None, run_id: str) -> None:
     """ReadFrames | Validate | JoinMasks | DecodeMasks | WriteTables."""
     limits = ReadLimits(max_record_bytes=job.max_record_bytes)
-    so = job.storage_options or None
     joined = (
         p
-        | "ReadFrames" >> ReadFrames(job.inputs, limits, so, spread_buckets(p.options))
+        | "ReadFrames" >> ReadFrames([job.at(i) for i in job.inputs], limits, spread_buckets(p.options))
         | "Validate" >> Validate(job.max_json_depth)
         | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame,
                                                 slice_by=tuple(job.slice_by) if job.decode else ()))

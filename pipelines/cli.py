@@ -107,23 +107,21 @@ def _quiet_error(message: str):
     raise _ArgumentProblem(message)
 
 
-def _check_output_early(output: str, storage_options: dict, inputs: list[str], mask_labels: str | None) -> int | None:
+def _check_output_early(output: "Target", inputs: list[str], mask_labels: str | None) -> int | None:
     """A local OUTPUT framebeam must not write (a file, a folder of other files, one over the local
     inputs it reads) is refused before Beam is even loaded: returns the exit status then."""
     from transforms.ownership import OutputRefused, check_output, check_overlap, folders_read
-    from transforms.storage import Target
     from transforms.uris import redact_uri
 
-    target = Target(output, storage_options)
-    if not target.is_local:
+    if not output.is_local:
         return None  # a bucket: listed once, in the pre-flight checks
     try:
-        check_output(target)
-        if inputs and all(target.at(i).is_local for i in inputs):
+        check_output(output)
+        if inputs and all(output.at(i).is_local for i in inputs):
             from transforms.reading import expand_input
 
-            shards = [s for pattern in inputs for s in expand_input(pattern, storage_options)[:10_000]]
-            check_overlap(output, folders_read(shards, mask_labels, storage_options))
+            shards = [output.at(s) for pattern in inputs for s in expand_input(output.at(pattern))[:10_000]]
+            check_overlap(output.url, folders_read(shards, mask_labels))
     except OutputRefused as e:
         sys.stderr.write(f"framebeam: {redact_uri(str(e))}\n")
         return EXIT_MISUSE
@@ -163,7 +161,9 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
     # OUTPUT first: it needs no Beam (~1-5 s to load, which checking Beam's flags needs), so a wrong
     # --output is reported within a second whatever else the command line holds.
     if command in COMMANDS and getattr(known, "output", None):
-        status = _check_output_early(known.output, getattr(known, "storage_options", None) or {},
+        from transforms.storage import Target
+
+        status = _check_output_early(Target(known.output, getattr(known, "storage_options", None) or {}),
                                      getattr(known, "inputs", None) or [], getattr(known, "mask_labels", None))
         if status is not None:
             return status

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-import fsspec
 from fsspec.utils import infer_compression
 
 from pipelines.assemble import build_pipeline, new_run_id
@@ -57,10 +56,11 @@ def check_inputs(job: JobOptions, shards: list[str] | None = None) -> InputSize:
     stored = expanded = 0
     for pattern in job.inputs:
         try:
-            matched = expand_input(pattern, job.storage_options)
+            glob = job.at(pattern)
+            matched = expand_input(glob)
             if shards is not None:
                 shards.extend(matched)
-            fs, _ = fsspec.core.url_to_fs(pattern, **job.storage_options)
+            fs = glob.fs
             for m in matched[:10_000]:
                 size = fs.size(m) or 0
                 stored += size
@@ -96,7 +96,7 @@ def load_mask_labels(job: JobOptions) -> MaskLabels | None:
     if not job.mask_labels:
         return None
     try:
-        return MaskLabels.load(job.mask_labels, job.storage_options)
+        return MaskLabels.load(job.at(job.mask_labels))
     except (OSError, ValueError) as e:
         raise InputError(f"--mask-labels {redact_uri(job.mask_labels)}: {e}") from None
 
@@ -137,7 +137,6 @@ def preflight(job: JobOptions) -> Checked:
     Ends by claiming OUTPUT (creating it and writing the marker: the write probe)."""
     from transforms.ownership import OutputRefused, check_output, check_overlap, claim_output, folders_read
 
-    so = job.storage_options
     try:
         state = check_output(job.target)
     except OutputRefused as e:
@@ -151,7 +150,7 @@ def preflight(job: JobOptions) -> Checked:
     shards: list[str] = []
     size = check_inputs(job, shards)
     try:
-        check_overlap(job.output, folders_read(shards, job.mask_labels, so))
+        check_overlap(job.output, folders_read([job.at(s) for s in shards], job.mask_labels))
         claim_output(job.target, state)
     except OutputRefused as e:
         raise InputError(redact_uri(str(e))) from None

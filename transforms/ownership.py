@@ -13,8 +13,8 @@ import errno
 import os
 import posixpath
 import re
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import fsspec
 import orjson
@@ -154,29 +154,29 @@ def folder_of(uri: str) -> str:
     return posixpath.dirname(uri.rstrip("/")) or "."
 
 
-def folders_read(shards: list[str], mask_labels: str | None, storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+def folders_read(shards: Sequence[Target | str], mask_labels: str | None) -> list[tuple[str, str]]:
     """The folders a run reads, for ``check_overlap``: the shards', the class table's, and those of the
-    mask and source URIs named in the first bytes of the first shards."""
-    folders = [("input shards", f) for f in sorted({folder_of(s) for s in shards})]
+    mask and source URIs named in the first bytes of the first shards (read with their storage options)."""
+    shards = [Target.of(s) for s in shards]
+    folders = [("input shards", f) for f in sorted({folder_of(s.url) for s in shards})]
     if mask_labels:
         folders.append(("class table (--mask-labels)", folder_of(mask_labels)))
-    folders += [("masks and sources the frames name", f) for f in sorted(sample_mask_folders(shards, storage_options))]
+    folders += [("masks and sources the frames name", f) for f in sorted(sample_mask_folders(shards))]
     return folders
 
 
 _URI_FIELD = re.compile(rb'"uri"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def sample_mask_folders(shards: list[str], storage_options: dict[str, Any] | None = None, max_shards: int = 8,
-                        max_bytes: int = 256 * 1024) -> set[str]:
+def sample_mask_folders(shards: Sequence[Target | str], max_shards: int = 8, max_bytes: int = 256 * 1024) -> set[str]:
     """Folders of the mask and source URIs named in the first bytes of the first shards (a cheap look,
     not a promise: the folders of relative URIs are inside the shard folders, which are checked whole)."""
     from transforms.uris import resolve_uri
 
     folders: set[str] = set()
-    for shard in shards[:max_shards]:
+    for shard in map(Target.of, shards[:max_shards]):
         try:
-            with fsspec.open(shard, "rb", compression="infer", **(storage_options or {})) as f:
+            with fsspec.open(shard.url, "rb", compression="infer", **shard.storage_options) as f:
                 head = f.read(max_bytes)
         except Exception:  # noqa: BLE001 - a shard that cannot be read here becomes a finding in the run
             continue
@@ -186,7 +186,7 @@ def sample_mask_folders(shards: list[str], storage_options: dict[str, Any] | Non
             except orjson.JSONDecodeError:
                 continue
             if isinstance(uri, str) and uri and not uri.startswith(("http://", "https://")):
-                folders.add(folder_of(resolve_uri(uri, shard)))
+                folders.add(folder_of(resolve_uri(uri, shard.url)))
     return folders
 
 

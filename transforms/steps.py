@@ -195,25 +195,29 @@ class ReadFrames(beam.PTransform):
     and no record is copied between processes.
     """
 
-    patterns: Sequence[str]
+    inputs: Sequence[Target | str]  # globs, with the storage options that reach them and the shards they match
     limits: ReadLimits = ReadLimits()
-    storage_options: dict[str, Any] | None = None
     spread: int = SPREAD_BUCKETS  # ways the shard parts are split (see transforms.portable.Spread)
 
     def __post_init__(self):
         super().__init__()
+        self.inputs = [Target.of(i) for i in self.inputs]
+        if any(i.storage_options != self.inputs[0].storage_options for i in self.inputs):
+            raise ValueError("ReadFrames reads every glob with the same storage options")
 
     def expand(self, pbegin):
-        opts, limits = self.storage_options, self.limits
+        limits = self.limits
+        # Shard URIs travel as strings (Distinct keys them); each is reached with the globs' storage options.
+        reach = self.inputs[0] if self.inputs else Target("")
         return (
             pbegin
-            | "Patterns" >> beam.Create(list(self.patterns))
-            | "ExpandGlobs" >> beam.FlatMap(expand_input, opts)
+            | "Patterns" >> beam.Create([i.url for i in self.inputs])
+            | "ExpandGlobs" >> beam.FlatMap(lambda pattern: expand_input(reach.at(pattern)))
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
-            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts).with_output_types(ShardPart)
+            | "PlanParts" >> beam.FlatMap(lambda shard: plan_shard(reach.at(shard), limits)).with_output_types(ShardPart)
             | "SpreadParts" >> Spread(_part_bucket, ShardPart, self.spread)
-            | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(part, limits, opts), limits))
+            | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(reach.at(part.uri), limits, part), limits))
             .with_output_types(RecordChunk)
         )
 

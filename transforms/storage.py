@@ -249,14 +249,15 @@ def permanent_error_code(exc: BaseException) -> str | None:
     return None
 
 
-def open_binary(uri: str, storage_options: dict[str, Any] | None = None, compression: str | None = None):
+def open_binary(place: Target | str, compression: str | None = None):
     """An fsspec file opened for binary reading (decompressed with ``compression``); credentials in
-    the URI are never used (nor logged)."""
-    return fsspec.open(strip_userinfo(uri), "rb", compression=compression, **(storage_options or {}))
+    the URI are never used (nor logged): only the Target's storage options are."""
+    target = Target.of(place)
+    return fsspec.open(strip_userinfo(target.url), "rb", compression=compression, **target.storage_options)
 
 
-def read_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> bytes:
-    with open_binary(uri, storage_options) as f:
+def read_bytes(place: Target | str) -> bytes:
+    with open_binary(place) as f:
         return f.read()
 
 
@@ -267,18 +268,20 @@ _memo_lock = threading.Lock()
 _S3_OPTION_CREDENTIALS = ("key", "secret", "token", "anon", "profile", "session")
 
 
-def credentials_problem(scheme: str, storage_options: dict[str, Any] | None = None) -> str | None:
-    """None when the storage client will find credentials for ``scheme``, else a sentence naming the
-    chain that was tried. Looked up once per process (the lookup may probe instance metadata).
+def credentials_problem(target: Target) -> str | None:
+    """None when the storage client will find credentials for the Target (its options, or the chain of its
+    URL's scheme), else a sentence naming the chain that was tried. Looked up once per process (the lookup
+    may probe instance metadata).
 
     s3: botocore's chain (environment, shared files, SSO, container, EC2 instance metadata = IMDS at
     169.254.169.254 unless AWS_EC2_METADATA_DISABLED=true). gs: gcsfs tries Application Default
     Credentials, then GCE metadata (skipped with NO_GCE_CHECK=true), then reads anonymously, so no
     credentials is not an error there: a private bucket answers 401/403 (``mask_unreadable``).
     """
+    scheme = scheme_of(target.url)
     if scheme not in ("s3", "s3a"):
         return None
-    options = storage_options or {}
+    options = target.storage_options
     if any(options.get(k) for k in _S3_OPTION_CREDENTIALS):
         return None
     key = (scheme,)
@@ -310,10 +313,11 @@ def credentials_problem(scheme: str, storage_options: dict[str, Any] | None = No
 _unreachable: dict[str, tuple[float, str]] = {}
 
 
-def _endpoint_key(uri: str, storage_options: dict[str, Any] | None) -> str:
+def _endpoint_key(target: Target) -> str:
+    uri = target.url
     scheme = scheme_of(uri)
     if scheme in ("s3", "s3a"):
-        kwargs = (storage_options or {}).get("client_kwargs") or {}
+        kwargs = target.storage_options.get("client_kwargs") or {}
         return "s3 " + str(kwargs.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "aws")
     if scheme in ("gs", "gcs"):
         return "gs " + os.environ.get("STORAGE_EMULATOR_HOST", "google")
@@ -339,11 +343,11 @@ def _known_unreachable(key: str) -> str | None:
 _probed: set[str] = set()
 
 
-def _probe_endpoint(uri: str, storage_options: dict[str, Any] | None) -> None:
+def _probe_endpoint(target: Target) -> None:
     """Once per process and endpoint: can a TCP connection be opened at all? A refused connection or an
     unresolvable name is then known at once, instead of after the client's retries on the first object
     (gcsfs: ~34 s) and remembered for the next ones. Skipped behind a proxy (the client goes through it)."""
-    key = _endpoint_key(uri, storage_options)
+    key = _endpoint_key(target)
     with _memo_lock:
         if key in _probed:
             return
@@ -431,7 +435,7 @@ def read_mask(uri: str, *, policy: UriPolicy | None = None, storage_options: dic
             return _read_local(uri, policy, max_bytes, budget)
         if scheme in HTTP_SCHEMES:
             return _read_http(normalise_http(uri), max_bytes, budget)
-        return _read_fsspec(uri, storage_options, max_bytes, budget)
+        return _read_fsspec(Target(strip_userinfo(uri), storage_options or {}), max_bytes, budget)
     except ReadProblem:
         raise
     except Exception as exc:  # noqa: BLE001 - every other failure becomes a finding, never a crash
@@ -503,19 +507,19 @@ def _read_capped(read: Callable[[int], bytes], max_bytes: int, budget: "_Budget"
     return b"".join(chunks)
 
 
-def _read_fsspec(uri: str, storage_options: dict[str, Any] | None, max_bytes: int, budget: _Budget) -> bytes:
-    scheme = scheme_of(uri)
-    problem = credentials_problem(scheme, storage_options)
+def _read_fsspec(target: Target, max_bytes: int, budget: _Budget) -> bytes:
+    """An object through fsspec (the Target's URL has no user-info: credentials come from its options)."""
+    problem = credentials_problem(target)
     if problem:
         raise ReadProblem("mask_unreadable", problem)
-    key = _endpoint_key(uri, storage_options)
-    _probe_endpoint(uri, storage_options)
+    key = _endpoint_key(target)
+    _probe_endpoint(target)
     known = _known_unreachable(key)
     if known:
         raise ReadProblem("mask_unreadable", f"the storage endpoint cannot be reached ({known}); this worker does not try it again for "
                                              f"{UNREACHABLE_MEMORY_S:.0f} s by this worker")
     try:
-        fs, path = fsspec.core.url_to_fs(strip_userinfo(uri), **(storage_options or {}))
+        fs, path = target.fs, target.path
         size = fs.size(path)
         if size is not None and size > max_bytes:
             raise _too_large(size, max_bytes)
@@ -542,7 +546,7 @@ def _read_http(url: str, max_bytes: int, budget: _Budget) -> bytes:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    key = _endpoint_key(url, None)
+    key = _endpoint_key(Target(url))
     known = _known_unreachable(key)
     if known:
         raise ReadProblem("mask_unreadable", f"the server cannot be reached ({known}); this worker does not try it again for "
@@ -629,14 +633,15 @@ def open_mask_file(uri: str, *, policy: UriPolicy | None = None, storage_options
             return f
         if scheme in HTTP_SCHEMES:
             return io.BytesIO(read_mask(uri, policy=policy, max_bytes=max_bytes, deadline=deadline))
-        problem = credentials_problem(scheme, storage_options)
+        target = Target(strip_userinfo(uri), storage_options or {})
+        problem = credentials_problem(target)
         if problem:
             raise ReadProblem("mask_unreadable", problem)
-        _probe_endpoint(uri, storage_options)
-        known = _known_unreachable(_endpoint_key(uri, storage_options))
+        _probe_endpoint(target)
+        known = _known_unreachable(_endpoint_key(target))
         if known:
             raise ReadProblem("mask_unreadable", f"the storage endpoint could not be reached a moment ago ({known})")
-        fs, path = fsspec.core.url_to_fs(strip_userinfo(uri), **(storage_options or {}))
+        fs, path = target.fs, target.path
         size = fs.size(path)
         if size is not None and size > max_bytes:
             raise _too_large(size, max_bytes)
@@ -646,5 +651,5 @@ def open_mask_file(uri: str, *, policy: UriPolicy | None = None, storage_options
     except Exception as exc:  # noqa: BLE001 - every failure is a finding on the masks that needed it
         text = f"{type(exc).__name__}: {redact(str(exc))[:300]}"
         if scheme and _type_names(exc) & _UNREACHABLE_TYPES:
-            _remember_unreachable(_endpoint_key(uri, storage_options), text)
+            _remember_unreachable(_endpoint_key(Target(uri, storage_options or {})), text)
         raise ReadProblem(permanent_error_code(exc) or "mask_unreadable", text) from None
