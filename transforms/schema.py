@@ -15,8 +15,20 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 
-def _col(name: str, type_: pa.DataType, meaning: str, nullable: bool = True) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"meaning": meaning})
+def _col(name: str, type_: pa.DataType, meaning: str, nullable: bool = True, computed: bool = False) -> pa.Field:
+    """``computed``: framebeam makes every value from pixels in an alphabet that cannot spell a credential,
+    so the sink does not redact it (and must not: ``transforms.writing.redact_table``)."""
+    metadata = {"meaning": meaning}
+    if computed:
+        metadata[COMPUTED] = "pixels"
+    return pa.field(name, type_, nullable=nullable, metadata=metadata)
+
+
+COMPUTED = "framebeam.computed"
+
+
+def is_computed(field: pa.Field) -> bool:
+    return bool(field.metadata) and COMPUTED.encode() in field.metadata
 
 
 _PROVENANCE = [
@@ -141,7 +153,7 @@ CROPS = pa.schema([
     _col("labels", pa.list_(pa.string()), "Class labels of the colour."),
     _col("rgb", _RGB, "Declared colour [r, g, b].", False),
     *[f.with_nullable(False) for f in _BBOX],
-    _col("rle_counts", pa.string(), "COCO compressed RLE of the binary crop, shape (y1-y0, x1-x0), Fortran order: pycocotools.mask.decode({'size': [h, w], 'counts': rle_counts}).", False),
+    _col("rle_counts", pa.string(), "COCO compressed RLE of the binary crop, shape (y1-y0, x1-x0), Fortran order: pycocotools.mask.decode({'size': [h, w], 'counts': rle_counts}). Not redacted: framebeam writes it from pixels.", False, computed=True),
     _col("png", pa.binary(), "1-bit PNG of the crop (only with --crop-png)."),
 ])
 
