@@ -1,6 +1,7 @@
 """Outputs of two checkouts on the same inputs, compared table by table: a refactor must not change them.
 
-    .venv/bin/python bench/compare_outputs.py --before /path/to/other/checkout [--after .] [--work DIR]
+    .venv/bin/python bench/compare_outputs.py --before /path/to/other/checkout [--after .] [--work DIR] [--only NAME ...]
+        [--input GLOB [--command run|convert]] [-- extra CLI flags, e.g. --crop-png --colour-tolerance 3]
 
 Runs the CLI of each checkout (PYTHONPATH set to it, the same interpreter) on:
   sample      `framebeam sample` (every shard form, both join conventions, deliberate problems): run and convert
@@ -10,19 +11,21 @@ Runs the CLI of each checkout (PYTHONPATH set to it, the same interpreter) on:
 and compares, per output: every table's rows (as sets of rows in a canonical order: the row order of
 Parquet files depends on bundling; the history tables without their run ids and times), summary.json
 without its times, and report.html with times, run ids and the output's path masked. Each CLI runs on one in-process worker, so file order (and the report's examples) depend on the input only.
-Prints one line per comparison and exits 1 when anything differs.
+With --input, only that input is compared (name `input`, with --command, default run). Flags after `--` are
+added to every command it runs (e.g. `--only sample-run real-masks-run -- --crop-png --colour-tolerance 3`).
+Prints one line per comparison (with each side's wall time) and exits 1 when anything differs.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import orjson
@@ -34,13 +37,15 @@ VOLATILE_COLUMNS = {"run_id", "started_at", "published_at", "baseline_run_id"}  
 RUN_ID = re.compile(r"\d{4}-\d\d-\d\dT\d{6}Z-[0-9a-f]{8}")
 
 
-def _cli(checkout: Path, *args: str) -> None:
+def _cli(checkout: Path, *args: str) -> float:
     env = dict(os.environ, PYTHONPATH=str(checkout))
+    started = time.perf_counter()
     # One in-process worker: the order of rows in Parquet files, and so the report's examples (the first issues
     # rows of each code), then depend on the input only.
     subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--quiet", "--direct_running_mode=in_memory",
                     "--direct_num_workers=1"], env=env, check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=checkout)
+    return time.perf_counter() - started
 
 
 def make_inputs(work: Path) -> dict[str, tuple[str, list[str]]]:
@@ -57,7 +62,8 @@ def make_inputs(work: Path) -> dict[str, tuple[str, list[str]]]:
 
     shared = Path(os.environ.get("FRAMEBEAM_SHARED", REPO.parent / "shared")) / "data" / "real-masks"
     if shared.is_dir():
-        real = work / "in-real-masks.jsonl"
+        real = work / "in-real-masks" / "frames.jsonl"  # in a folder of its own: an --output may not lie in the input's folder
+        real.parent.mkdir(exist_ok=True)
         frames = []
         for folder in ("camvid", "dubai_aerial", "voc"):
             colours = json.loads((shared / folder / "colors.json").read_text())
@@ -134,19 +140,24 @@ def main() -> None:
     ap.add_argument("--before", type=Path, required=True, help="the checkout to compare against")
     ap.add_argument("--after", type=Path, default=REPO)
     ap.add_argument("--work", type=Path, help="keep inputs and outputs here (default: a temporary folder)")
-    ap.add_argument("--only", nargs="*", help="only these inputs")
+    ap.add_argument("--only", nargs="*", help="only these inputs (sample-run, sample-convert, real-masks-run, convert-bench, run-bench)")
+    ap.add_argument("--input", help="compare on this input only (a glob of frame files)")
+    ap.add_argument("--command", choices=("run", "convert"), default="run", help="with --input: the command (default run)")
+    ap.add_argument("flags", nargs=argparse.REMAINDER, help="after --: flags added to every command")
     args = ap.parse_args()
+    extra = [f for f in args.flags if f != "--"]
     work = args.work or Path(tempfile.mkdtemp(prefix="compare-outputs-"))
     work.mkdir(parents=True, exist_ok=True)
     failed = False
-    for name, (command, job_args) in make_inputs(work).items():
+    jobs = {"input": (args.command, ["--input", args.input])} if args.input else make_inputs(work)
+    for name, (command, job_args) in jobs.items():
         if args.only and name not in args.only:
             continue
-        outs = {}
+        outs, seconds = {}, {}
         for side, checkout in (("before", args.before), ("after", args.after)):
             out = work / f"out-{name}-{side}"
             shutil.rmtree(out, ignore_errors=True)
-            _cli(checkout.resolve(), command, *job_args, "--output", str(out))
+            seconds[side] = _cli(checkout.resolve(), command, *job_args, *extra, "--output", str(out))
             outs[side] = out
         if not (outs["before"] / "summary.json").exists() or not (outs["after"] / "summary.json").exists():
             print(f"{name}: a run did not finish ({', '.join(s for s, o in outs.items() if not (o / 'summary.json').exists())})")
@@ -155,7 +166,8 @@ def main() -> None:
         problems, tables = compare(outs["before"], outs["after"])
         rows = sum(len(_rows(outs["after"], t)) for t in tables)
         print(f"{name}: {'identical' if not problems else 'DIFFERENT'} ({len(tables)} tables, {rows:,} rows, summary.json"
-              f"{', report.html' if (outs['after'] / 'report.html').exists() else ''})")
+              f"{', report.html' if (outs['after'] / 'report.html').exists() else ''}; {seconds['before']:.1f} s before, "
+              f"{seconds['after']:.1f} s after)")
         for p in problems:
             print(f"    {p}")
         failed |= bool(problems)

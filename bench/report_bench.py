@@ -38,7 +38,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        frames = write_frames(tmp / "frames.jsonl", draw_masks(tmp / "masks", n=6), COLOURS)
+        (tmp / "in").mkdir()  # an OUTPUT must not lie inside the folder it reads
+        frames = write_frames(tmp / "in" / "frames.jsonl", draw_masks(tmp / "in" / "masks", n=6), COLOURS)
         out = tmp / "out"
         assert run_cli("run", "--input", str(frames), "--output", str(out), "--quiet") == 0
         folder = (out / "_current").resolve()

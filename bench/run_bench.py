@@ -26,7 +26,6 @@ colours and >= 1.8x on 1,000 masks with a 150-colour table (20 present, so 20 cr
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import os
 import shutil

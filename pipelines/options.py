@@ -67,7 +67,7 @@ class JobOptions:
     fail_on: str = "error"
     max_error_rate: float | None = None
     baseline: str | None = None  # "previous" or an earlier run's output folder
-    max_drift: tuple[tuple[str, float], ...] = ()  # (metric, threshold) pairs: linf, js, psi, label_js
+    max_drift: tuple[tuple[str, float], ...] = ()  # (metric, threshold) pairs: linf, js, psi, label_js, shape_js
     keep_history: int = 30
     slice_by: tuple[str, ...] = ()
     quiet: bool = False
@@ -153,8 +153,9 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                             metavar="[METRIC=]VALUE",
                             help="With --baseline: an error finding (fails validate) when a drift value exceeds VALUE. METRIC is "
                                  "linf (the default: L-infinity distance of the label distributions, 0..1), js (their "
-                                 "Jensen-Shannon divergence in bits, 0..1), psi (population stability index, >= 0) or label_js "
-                                 "(the largest JS divergence of one label's pixel-fraction histograms, 0..1). Repeatable.")
+                                 "Jensen-Shannon divergence in bits, 0..1), psi (population stability index, >= 0), label_js "
+                                 "(the largest JS divergence of one label's pixel-fraction histograms, 0..1) or shape_js (the "
+                                 "largest JS divergence of one label's histograms of components or holes per mask, 0..1). Repeatable.")
         parser.add_argument("--slice-by", dest="slice_by", type=_slice_key, action="append", default=[], metavar="KEY",
                             help="Also summarise labels per slice: source_id, context_id or meta.<path> (the frame's meta); "
                                  "writes label_summary_by_slice and per-slice drift. Repeatable.")

@@ -289,6 +289,7 @@ def print_summary(summary: dict[str, Any], job: JobOptions) -> None:
     if drift:
         d = drift["label_distribution"]
         label_js = f", label JS {drift['label_js']:.4f}" if drift.get("label_js") is not None else ""
+        label_js += f", shape JS {drift['shape_js']:.4f}" if drift.get("shape_js") is not None else ""
         lines.append(f"  drift vs {drift['baseline']}: L-inf {d['linf']:.4f}, JS {d['js']:.4f}, PSI {d['psi']:.4f}{label_js}; "
                      f"{len(drift['labels_appeared'])} label(s) appeared, {len(drift['labels_vanished'])} vanished, "
                      f"{len(drift['colour_changed'])} changed colour")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from transforms.drift import HIST_BINS, LabelProfile, check_thresholds, compare_profiles, summary_view
+from transforms.drift import HIST_BINS, SHAPE_BIN_EDGES, LabelProfile, check_thresholds, compare_profiles, summary_view
 from transforms.history import history_runs_row, history_tables, label_rows
 from transforms.schema import HISTORY, HISTORY_RUNS
 
@@ -16,6 +16,7 @@ def synthetic_history(runs: int = 30, classes: int = 150, masks: int = 2_000, se
     rng = np.random.default_rng(seed)
     names = [EVIL_LABEL] + [f"class-{i:03d}" for i in range(1, classes)]
     rate = rng.uniform(0.01, 0.9, classes)
+    shape = rng.dirichlet(np.ones(len(SHAPE_BIN_EDGES)), classes)  # per class, its components-per-mask distribution
     tables = (HISTORY.empty_table(), HISTORY_RUNS.empty_table())
     previous = None
     for r in range(runs):
@@ -23,12 +24,17 @@ def synthetic_history(runs: int = 30, classes: int = 150, masks: int = 2_000, se
         if r % 7 == 6:
             rate[rng.integers(0, classes, 3)] *= 0.2  # a few classes drop out of some nights
         present = rng.binomial(masks, rate)
+        shape = shape * np.exp(rng.normal(0, 0.1, shape.shape))
+        shape /= shape.sum(axis=1, keepdims=True)
         profiles = {}
         for i, name in enumerate(names):
             hist = rng.multinomial(int(present[i]), np.full(HIST_BINS, 1 / HIST_BINS)) if present[i] else np.zeros(HIST_BINS, int)
             colour = (int(i * 37 % 256), int(i * 91 % 256), int(i * 13 % 256))
+            components = rng.multinomial(int(present[i]), shape[i])
+            holes = rng.multinomial(int(present[i]), shape[i][::-1])
             profiles[(name,)] = LabelProfile((name,), (colour,), masks, masks, int(present[i]), int(present[i]) * 5_000,
-                                             0.05, 0.04, 0.2, fraction_hist=tuple(int(x) for x in hist))
+                                             0.05, 0.04, 0.2, 3.0, 1.0, fraction_hist=tuple(int(x) for x in hist),
+                                             components_hist=tuple(int(x) for x in components), holes_hist=tuple(int(x) for x in holes))
         drift = None
         if previous is not None:
             result = compare_profiles(profiles, previous)

@@ -108,6 +108,30 @@ def test_per_label_histogram_js_and_shape_changes() -> None:
     assert unknown["per_label"][0]["fraction_js"] is None and unknown["label_js"] is None
 
 
+def test_shape_histograms_js_and_threshold() -> None:
+    """components/holes histograms: JS per label, shape_js the largest, a shape_js breach names the label."""
+    base = profiles(profile("car", 4, components_hist=(0, 4) + (0,) * 10, holes_hist=(4,) + (0,) * 11),
+                    profile("road", 4, colour=ROAD, components_hist=(0, 2, 2) + (0,) * 9, holes_hist=(2, 2) + (0,) * 10))
+    cur = profiles(profile("car", 4, components_hist=(0, 2, 0, 0, 0, 2) + (0,) * 6, holes_hist=(4,) + (0,) * 11),
+                   profile("road", 4, colour=ROAD, components_hist=(0, 2, 2) + (0,) * 9, holes_hist=None))
+    result = compare_profiles(cur, base)
+    car, road = result["per_label"]
+    # car components p = (.5 @1, .5 @5), q = (1 @1): m = (.75, .25); JS = .5(.5 log2(.5/.75)) + .5(.5 log2 2 + 1 log2(1/.75))... by hand:
+    expected = 0.5 * (0.5 * math.log2(0.5 / 0.75) + 0.5 * math.log2(0.5 / 0.25)) + 0.5 * (1.0 * math.log2(1 / 0.75))
+    assert car["components_js"] == pytest.approx(expected) and car["holes_js"] == 0.0 and car["shape_js"] == pytest.approx(expected)
+    assert road["components_js"] == 0.0 and road["holes_js"] is None and road["shape_js"] == 0.0
+    assert result["shape_js"] == pytest.approx(expected) and result["shape_js_labels"] == ["car"]
+    assert result["shape_bins"].endswith("0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256+")
+    result["breaches"] = check_thresholds(result, {"shape_js": 0.1, "label_js": 0.0})
+    assert [b["metric"] for b in result["breaches"]] == ["shape_js"]
+    (row,) = drift_findings(result, "b1")
+    assert row.code == "drift_shape_js_exceeded" and "drift" in row.code and CODES[row.code].severity == "error"
+    assert f"{expected:.4f} > --max-drift shape_js=0.1" in row.message and "['car'] (components JS" in row.message
+    assert "shape_js" in drift.METRICS and parse_threshold("shape_js=0.3") == ("shape_js", 0.3)
+    none = compare_profiles(profiles(profile("car", 4)), base)
+    assert none["shape_js"] is None and none["per_label"][0]["components_js"] is None
+
+
 def test_one_side_without_any_present_label() -> None:
     empty = profiles(profile("car", 0, 10))
     result = compare_profiles(empty, BASELINE)
@@ -260,6 +284,27 @@ def test_baseline_from_label_stats_of_an_old_output(tmp_path: Path) -> None:
     car = base.profile.labels[("car",)]
     assert (car.masks, car.masks_present, car.frames, car.total_pixels) == (3, 2, 3, 1120)
     assert car.fraction_hist == (0, 0, 1) + (0,) * 16 + (1,)  # 0.12 in bin 2, 1.0 in the last bin
+
+
+def test_baseline_shapes_from_label_stats(tmp_path: Path) -> None:
+    """label_stats with shape columns: the baseline's components/holes histograms over rows with pixels and shapes;
+    without the columns (an output from before them): no histograms, so shape_js is not computed against it."""
+    import pyarrow.parquet as pq
+
+    rows = [stats_row("a.jsonl", i, ["car"], CAR, 100) for i in range(5)] + [stats_row("a.jsonl", 9, ["car"], CAR, 0)]
+    shapes = [(1, 0), (1, 0), (6, 2), (300, 1), (None, None), (None, None)]  # the row without pixels has none
+    names = [f.name for f in LABEL_STATS]
+    rows = [tuple((dict(zip(names, r)) | {"components": c, "holes": k}).values()) for r, (c, k) in zip(rows, shapes)]
+    out = write_output(tmp_path / "old", {"label_stats": rows})
+    car = read_baseline(out, str(tmp_path / "unused")).profile.labels[("car",)]
+    assert car.components_hist == (0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1) and car.holes_hist == (2, 1, 1) + (0,) * 9
+    assert car.components_mean == pytest.approx(308 / 4) and car.holes_mean == pytest.approx(3 / 4)
+    table = pq.read_table(tmp_path / "old" / "label_stats" / "part-00000.parquet").drop_columns(["components", "holes"])
+    pq.write_table(table, tmp_path / "old" / "label_stats" / "part-00000.parquet")
+    older = read_baseline(out, str(tmp_path / "unused")).profile.labels[("car",)]
+    assert older.components_hist is None and older.holes_hist is None and older.masks_present == 5
+    result = compare_profiles(profiles(profile("car", 4, components_hist=car.components_hist)), {("car",): older})
+    assert result["shape_js"] is None and result["per_label"][0]["components_js"] is None
 
 
 def test_convert_output_cannot_be_compared(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from transforms import history
 from transforms.drift import HIST_BINS, LabelProfile
 from transforms.history import history_tables, label_profiles, read_history
 from transforms.schema import HISTORY, HISTORY_RUNS
-from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, fraction_hists, resolve_labels
+from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, label_distributions, resolve_labels
 
 RUN_COLUMNS = ("run_id", "started_at", "published_at", "baseline_run_id")
 COLOURS = {"void": (0, 0, 0), "sky": (70, 130, 180), "road": (128, 64, 128), "car": (0, 0, 142), "person": (220, 20, 60),
@@ -68,7 +68,7 @@ def write_frames(path: Path, masks: list[Path], colours: dict[str, tuple[int, in
 
 def numpy_profile(masks: list[Path], colours: dict[str, tuple[int, int, int]]) -> dict[str, dict]:
     """Per label, counted with numpy on Pillow's RGB view: masks, masks where present, pixels, 20-bin histogram."""
-    out = {name: {"masks": 0, "present": 0, "pixels": 0, "hist": np.zeros(HIST_BINS, np.int64)} for name in colours}
+    out = {name: {"masks": 0, "present": 0, "pixels": 0, "hist": np.zeros(HIST_BINS, np.int64), "fractions": []} for name in colours}
     for path in masks:
         rgb = np.asarray(Image.open(path).convert("RGB")).astype(np.uint32)
         packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
@@ -78,6 +78,7 @@ def numpy_profile(masks: list[Path], colours: dict[str, tuple[int, int, int]]) -
             ref = out[name]
             ref["masks"] += 1
             ref["pixels"] += count
+            ref["fractions"].append(count / total)
             if count:
                 ref["present"] += 1
                 # The documented bin: floor(1000 f) // 50 (f = 1 in the last bin).
@@ -109,11 +110,58 @@ def plain_hist_js(a: np.ndarray, b: np.ndarray) -> float | None:
     return plain_js({i: x / a.sum() for i, x in enumerate(a) if x}, {i: x / b.sum() for i, x in enumerate(b) if x})
 
 
+SHAPE_NAMES = ("components", "holes")
+
+
+def shape_bin_sql(column: str) -> str:
+    """The documented 12 shape bins, spelled out in SQL: 0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256+."""
+    return (f"CASE WHEN {column} < 5 THEN {column} WHEN {column} < 8 THEN 5 WHEN {column} < 16 THEN 6 WHEN {column} < 32 THEN 7 "
+            f"WHEN {column} < 64 THEN 8 WHEN {column} < 128 THEN 9 WHEN {column} < 256 THEN 10 ELSE 11 END")
+
+
+def duckdb_shapes(output: Path, by: str | None = None) -> dict[tuple, dict[str, np.ndarray]]:
+    """The current run's components and holes histograms per ((by value,) label), from its label_stats rows read with
+    DuckDB: masks where the label has pixels and was measured."""
+    group = by or "NULL"
+    out: dict[tuple, dict[str, np.ndarray]] = defaultdict(lambda: {n: np.zeros(12, np.int64) for n in SHAPE_NAMES})
+    for name in SHAPE_NAMES:
+        for value, labels, b, n in query(
+                f"SELECT {group}, labels, {shape_bin_sql(name)} AS b, count(*) FROM {table(output, 'label_stats')} "
+                f"WHERE pixel_count > 0 AND {name} IS NOT NULL GROUP BY ALL"):
+            out[(value, labels[0])][name][b] += n
+    return dict(out)
+
+
+def history_shape_rows(output: Path, run_id: str) -> dict[tuple, dict]:
+    names = ["slice_value", "labels", "components_hist", "holes_hist", "components_js", "holes_js", "slice_key"]
+    return {(r[0], r[1][0], r[6]): dict(zip(names, r)) for r in query(
+        f"SELECT {', '.join(names)} FROM {table(output, 'history')} WHERE run_id = '{run_id}'")}
+
+
+def check_shapes(output: Path, run_id: str, ref: dict, base_ref: dict | None, slice_key: str | None = None) -> float | None:
+    """History's shape histograms equal label_stats' (DuckDB); their JS equals plain Python to 1e-6. The largest JS."""
+    rows = {(v, label): r for (v, label, key), r in history_shape_rows(output, run_id).items() if key == slice_key}
+    assert {k for k, r in rows.items() if r["components_hist"] is not None} == set(ref)
+    largest = None
+    for key, row in rows.items():
+        for name in SHAPE_NAMES:
+            want = ref.get(key, {}).get(name)
+            assert row[f"{name}_hist"] == (want.tolist() if want is not None else None), (key, name)
+            expected = None
+            if base_ref is not None and want is not None and key in base_ref:
+                expected = plain_hist_js(want, base_ref[key][name])
+            assert (row[f"{name}_js"] is None) == (expected is None), (key, name)
+            if expected is not None:
+                assert row[f"{name}_js"] == pytest.approx(expected, abs=1e-6), (key, name)
+                largest = expected if largest is None else max(largest, expected)
+    return largest
+
+
 def history_rows(output: Path) -> list[dict]:
-    return [dict(zip(("run_id", "slice_key", "slice_value", "labels", "masks", "masks_present", "total_pixels", "label_share",
-                      "fraction_hist", "baseline_run_id", "share_change", "fraction_js", "presence_rate_change"), r))
-            for r in query(f"SELECT run_id, slice_key, slice_value, labels, masks, masks_present, total_pixels, label_share, "
-                           f"fraction_hist, baseline_run_id, share_change, fraction_js, presence_rate_change FROM {table(output, 'history')}")]
+    names = ("run_id", "slice_key", "slice_value", "labels", "masks", "masks_present", "total_pixels", "label_share",
+             "fraction_hist", "baseline_run_id", "share_change", "fraction_js", "presence_rate_change", "pixel_fraction_p50",
+             "pixel_fraction_p95")
+    return [dict(zip(names, r)) for r in query(f"SELECT {', '.join(names)} FROM {table(output, 'history')}")]
 
 
 def runs_rows(output: Path) -> list[dict]:
@@ -131,6 +179,9 @@ def check_run_against_numpy(output: Path, run_id: str, ref: dict[str, dict], bas
         assert (row["masks"], row["masks_present"], row["total_pixels"]) == (expected["masks"], expected["present"], expected["pixels"]), name
         assert row["fraction_hist"] == expected["hist"].tolist(), name
         assert row["label_share"] == pytest.approx(shares.get(name, 0.0), abs=1e-12)
+        for q in (50, 95):  # over the run's masks, 0 where absent; exact while a label is present in <= 256 masks
+            assert row[f"pixel_fraction_p{q}"] == pytest.approx(float(np.quantile(expected["fractions"], q / 100, method="lower")),
+                                                                abs=1e-12 if expected["present"] <= 256 else 5e-4), name
     summary = json.loads((output / "summary.json").read_text())
     run = next(r for r in runs_rows(output) if r["run_id"] == run_id)
     if base_ref is None:
@@ -150,11 +201,36 @@ def check_run_against_numpy(output: Path, run_id: str, ref: dict[str, dict], bas
             assert row["fraction_js"] == pytest.approx(expected_js, abs=1e-6), name
 
 
-def run_windows(tmp: Path, masks: list[Path], colours: dict, windows: list[slice], output: str, *extra: str) -> None:
-    """One `run --baseline previous` per window into one OUTPUT."""
+def run_windows(tmp: Path, masks: list[Path], colours: dict, windows: list[slice], output: str, *extra: str) -> list[dict]:
+    """One `run --baseline previous` per window into one OUTPUT; per run, its shape histograms from label_stats (whole
+    run under None, per source under "source_id"), read before the next run removes its folder."""
+    shapes = []
     for i, window in enumerate(windows):
         frames = write_frames(tmp / f"frames-{i}.jsonl", masks[window], colours)
         assert run_cli("run", "--input", str(frames), "--output", output, "--baseline", "previous", "--quiet", *extra) == 0
+        shapes.append({None: duckdb_shapes(Path(output)), "source_id": duckdb_shapes(Path(output), "source_id")})
+    return shapes
+
+
+def check_shape_drift(output: Path, shapes: list[dict], slice_keys: tuple = ()) -> None:
+    """Every run's shape histograms and JS (whole run and per slice) against label_stats and plain Python; the
+    run-level shape_js (history_runs, summary.json) is the largest per-label JS."""
+    runs = runs_rows(output)
+    assert len(runs) == len(shapes)
+    summary = json.loads((output / "summary.json").read_text())
+    for i, run in enumerate(runs):
+        largest = check_shapes(output, run["run_id"], shapes[i][None], shapes[i - 1][None] if i else None)
+        assert (run["drift_shape_js"] is None) == (largest is None)
+        if largest is not None:
+            assert run["drift_shape_js"] == pytest.approx(largest, abs=1e-6)
+        for key in slice_keys:
+            sliced = check_shapes(output, run["run_id"], shapes[i][key], shapes[i - 1][key] if i else None, key)
+            if i == len(runs) - 1 and summary["run_id"] == run["run_id"]:
+                got = max((s["shape_js"] for s in summary["drift"]["slices"] if s["slice_key"] == key and s.get("shape_js") is not None),
+                          default=None)
+                assert got == pytest.approx(sliced, abs=1e-6)
+    if summary.get("drift") and summary["run_id"] == runs[-1]["run_id"]:
+        assert summary["drift"]["shape_js"] == pytest.approx(runs[-1]["drift_shape_js"], abs=1e-12)
 
 
 # ---------------------------------------------------------------- plain functions
@@ -182,13 +258,42 @@ def test_label_profiles_merge_a_labels_colours() -> None:
         accs[key].add(event)
     run = RunCounts()
     run.add(("masks", None, 3))
-    profiles = label_profiles(resolve_labels(accs.items(), run), fraction_hists(accs.items()))
+    profiles = label_profiles(resolve_labels(accs.items(), run), label_distributions(accs.items(), run))
     assert set(profiles) == {("car",)}  # a colour without labels is no class
     car = profiles[("car",)]
     assert (car.masks, car.masks_present, car.total_pixels, car.frames) == (3, 2, 80, 2)
     assert car.colours == ((0, 0, 70), (0, 0, 142))
     assert car.pixel_fraction_mean == pytest.approx(0.8 / 3)  # over the run's 3 decoded masks, 0 where absent
     assert car.fraction_hist[4] == 1 and car.fraction_hist[12] == 1 and sum(car.fraction_hist) == 2
+
+
+@pytest.mark.parametrize("per_colour", [30, 400])  # exact values kept, then the 1000-bin histogram
+def test_label_distributions_merge_colours_exactly(per_colour: int) -> None:
+    """A label drawn in three colours in different masks: its quantiles over the run's masks (0 where absent) and its
+    components/holes histograms equal numpy on the union of the colours' masks."""
+    rng = np.random.default_rng(per_colour)
+    colours = [(0, 0, 142), (0, 0, 70), (0, 60, 100)]
+    accs: dict = defaultdict(LabelAccumulator)
+    fractions, components, holes = [], [], []
+    for i, rgb in enumerate(colours):
+        for _ in range(per_colour * (i + 1)):
+            f, c, k = float(rng.random() ** 3), int(rng.integers(1, 400) if rng.random() < 0.3 else rng.integers(1, 6)), int(rng.integers(0, 40))
+            accs[(("car",), rgb)].add(("mask", f, max(1, int(f * 1000)), (0, 0, 1, 1), True, c, k))
+            fractions.append(f), components.append(c), holes.append(k)
+    run = RunCounts()
+    run.add(("masks", None, 9 * per_colour))  # 3 per_colour masks without car
+    (car,) = label_distributions(accs.items(), run).values()
+    values = np.concatenate([np.zeros(run.masks - len(fractions)), fractions])
+    tolerance = 0.0 if len(fractions) <= 256 else 0.5 / 1000
+    for q, got in ((0.5, car.pixel_fraction_p50), (0.95, car.pixel_fraction_p95)):
+        assert got == pytest.approx(float(np.quantile(values, q, method="lower")), abs=tolerance + 1e-15)
+    edges = [0, 1, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 2**31]
+    assert car.components_hist == tuple(np.histogram(components, edges)[0].tolist())
+    assert car.holes_hist == tuple(np.histogram(holes, edges)[0].tolist())
+    assert sum(car.fraction_hist) == len(fractions)
+    # The label's most present colour alone (what history used to keep) is another answer: merging matters here.
+    top = resolve_labels(accs.items(), run)[0]
+    assert top.rgb == colours[2] and top.pixel_fraction_p50 != car.pixel_fraction_p50
 
 
 def test_retention_keeps_the_last_runs() -> None:
@@ -229,11 +334,22 @@ WINDOWS = [slice(0, 14), slice(8, 22), slice(16, 30)]
 
 
 @pytest.fixture(scope="module")
-def three_runs(drawn: list[Path], tmp_path_factory) -> Path:
+def three_runs_and_shapes(drawn: list[Path], tmp_path_factory) -> tuple[Path, list[dict]]:
     tmp = tmp_path_factory.mktemp("runs")
     out = beside(tmp)
-    run_windows(tmp, drawn, COLOURS, WINDOWS, str(out), "--slice-by", "source_id", "--slice-by", "meta.site.name")
-    return out
+    shapes = run_windows(tmp, drawn, COLOURS, WINDOWS, str(out), "--slice-by", "source_id", "--slice-by", "meta.site.name")
+    return out, shapes
+
+
+@pytest.fixture(scope="module")
+def three_runs(three_runs_and_shapes) -> Path:
+    return three_runs_and_shapes[0]
+
+
+def test_shape_histograms_equal_label_stats_and_js_equals_plain_python(three_runs_and_shapes) -> None:
+    out, shapes = three_runs_and_shapes
+    check_shape_drift(out, shapes, ("source_id",))
+    assert runs_rows(out)[1]["drift_shape_js"] > 0.01  # the shapes really differ between windows
 
 
 def test_history_rows_equal_numpy_and_drift_equals_plain_python(three_runs: Path, drawn: list[Path]) -> None:
@@ -362,6 +478,74 @@ def test_max_drift_without_baseline_is_misuse(drawn: list[Path], tmp_path: Path)
         run_cli("validate", "--input", str(frames), "--output", str(beside(tmp_path, "o")), "--max-drift", "kl=0.1")
 
 
+def test_baseline_previous_from_history_only_and_a_shape_breach_fails_validate(drawn: list[Path], tmp_path: Path) -> None:
+    """run, convert (no labels), validate --baseline previous: the baseline is the first run, whose folder the convert's
+    publish removed, so its label and shape distributions come from history rows alone. A shape_js threshold below
+    the value fails validate with a drift error naming the value, the threshold and the labels."""
+    out = beside(tmp_path)
+    frames = [write_frames(tmp_path / f"f{i}.jsonl", drawn[w], COLOURS) for i, w in enumerate(WINDOWS)]
+    assert run_cli("run", "--input", str(frames[0]), "--output", str(out), "--quiet") == 0
+    first = json.loads((out / "summary.json").read_text())["run_id"]
+    base_shapes, base_ref = duckdb_shapes(out), numpy_profile(drawn[WINDOWS[0]], COLOURS)
+    assert run_cli("convert", "--input", str(frames[1]), "--output", str(out), "--quiet") == 0
+    assert not (out / "_runs" / first).exists()  # its tables are gone: only the history rows remember it
+    assert run_cli("validate", "--input", str(frames[2]), "--output", str(out), "--baseline", "previous", "--quiet",
+                   "--max-drift", "shape_js=0.001", "--max-drift", "label_js=1") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    drift = summary["drift"]
+    assert (drift["baseline_run_id"], drift["baseline_source"]) == (first, "history")
+    check_run_against_numpy(out, summary["run_id"], numpy_profile(drawn[WINDOWS[2]], COLOURS), base_ref)
+    largest = check_shapes(out, summary["run_id"], duckdb_shapes(out), base_shapes)
+    assert drift["shape_js"] == pytest.approx(largest, abs=1e-6) and largest > 0.001
+    assert [b["metric"] for b in drift["breaches"]] == ["shape_js"] and summary["passed"] is False
+    (code, message), = query(f"SELECT code, message FROM {table(out, 'issues')} WHERE code LIKE '%drift%exceeded'")
+    assert code == "drift_shape_js_exceeded"
+    assert f"is {drift['shape_js']:.4f} > --max-drift shape_js=0.001" in message
+    assert f"{drift['shape_js_labels']} (components JS" in message
+    run = runs_rows(out)[-1]
+    assert run["drift_breaches"] == ["shape_js"] and run["drift_shape_js"] == pytest.approx(largest, abs=1e-6)
+
+
+def test_a_label_in_two_colours_is_one_distribution(drawn: list[Path], tmp_path: Path) -> None:
+    """car drawn in two colours, in different masks (a palette change): its history row's p50/p95 and histograms
+    are those of all its masks (numpy), not those of one colour."""
+    other = (0, 0, 70)
+    masks, lines = [], []
+    for i, path in enumerate(drawn):
+        rgb = np.asarray(Image.open(path).convert("RGB")).copy()
+        colour = other if i % 2 else COLOURS["car"]
+        rgb[(rgb == COLOURS["car"]).all(axis=-1)] = colour
+        mask = tmp_path / "masks" / path.name
+        mask.parent.mkdir(exist_ok=True)
+        Image.fromarray(rgb).save(mask)
+        masks.append(mask)
+        declared = {**COLOURS, "car": colour}
+        lines.append(json.dumps({"id": mask.stem, "sources": [{"id": "cam", "uri": "unused.jpg", "masks": [{"id": "00", "uri": str(mask)}]}],
+                                 "rois": [{"label": [n], "sources": ["cam"], "mask": {"id": "00", "value": list(c)}} for n, c in declared.items()]}))
+    frames = tmp_path / "f.jsonl"
+    frames.write_text("\n".join(lines) + "\n")
+    out = beside(tmp_path)
+    assert run_cli("run", "--input", str(frames), "--output", str(out), "--quiet") == 0
+    fractions = []
+    for mask in masks:
+        rgb = np.asarray(Image.open(mask).convert("RGB"))
+        fractions.append(float(np.any([(rgb == c).all(axis=-1) for c in (COLOURS["car"], other)], axis=0).mean()))
+    fractions = np.asarray(fractions)
+    (masks_n, present, p50, p95, hist, colours), = query(
+        f"SELECT masks, masks_present, pixel_fraction_p50, pixel_fraction_p95, fraction_hist, colours FROM {table(out, 'history')} "
+        "WHERE labels = ['car']")
+    assert sorted(map(tuple, colours)) == [other, COLOURS["car"]]
+    assert (masks_n, present) == (len(masks), int(np.count_nonzero(fractions)))
+    assert p50 == pytest.approx(float(np.quantile(fractions, 0.5, method="lower")), abs=1e-12)
+    assert p95 == pytest.approx(float(np.quantile(fractions, 0.95, method="lower")), abs=1e-12)
+    nonzero = fractions[fractions > 0]
+    assert hist == np.bincount(np.minimum(np.floor(nonzero * 1000).astype(int), 999) // 50, minlength=20).tolist()
+    per_colour = query(f"SELECT pixel_fraction_p50 FROM {table(out, 'label_summary')} WHERE labels = ['car']")
+    assert p50 > 0 and all(v != p50 for (v,) in per_colour)  # each colour alone has another median (0 here)
+    components = duckdb_shapes(out)[(None, "car")]["components"]  # both colours' masks, from label_stats
+    assert query(f"SELECT components_hist FROM {table(out, 'history')} WHERE labels = ['car']")[0][0] == components.tolist()
+
+
 @pytest.mark.slow
 def test_convert_keeps_history_of_verdicts(drawn: list[Path], tmp_path: Path) -> None:
     frames = write_frames(tmp_path / "f.jsonl", drawn[:3], COLOURS)
@@ -445,9 +629,12 @@ def test_camvid_windows(tmp_path: Path) -> None:
     masks = sorted(root.glob("*.png"))
     windows = [slice(0, 40), slice(30, 70), slice(60, 100)]
     out = beside(tmp_path)
-    run_windows(tmp_path, masks, colours, windows, str(out))
+    shapes = run_windows(tmp_path, masks, colours, windows, str(out), "--slice-by", "source_id")
     runs = runs_rows(out)
     refs = [numpy_profile(masks[w], colours) for w in windows]
     assert len(runs) == 3
     for i, run in enumerate(runs):
         check_run_against_numpy(out, run["run_id"], refs[i], refs[i - 1] if i else None)
+    # Shapes: components/holes histograms against label_stats (DuckDB), JS against plain Python, per camera too.
+    check_shape_drift(out, shapes, ("source_id",))
+    assert all(r["drift_shape_js"] > 0 for r in runs[1:])

@@ -1,4 +1,4 @@
-"""decode_mask_bytes + mask_statistics on real masks drawn by other people, against a plain reference.
+"""decode_mask_bytes + analyse_mask on real masks drawn by other people, against a plain reference.
 
 The reference is deliberately naive and independent: Pillow's convert("RGB"), np.nonzero per colour,
 np.unique over every undeclared pixel. Masks live in ../shared/data/real-masks (not in the repo:
@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from transforms.decoding import decode_mask_bytes
-from transforms.statistics import mask_statistics
+from transforms.statistics import analyse_mask
 
 SHARED = Path(os.environ.get("FRAMEBEAM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 REAL_MASKS = SHARED / "data" / "real-masks"
@@ -76,7 +76,7 @@ def reference_statistics(path: Path, colours):
 def test_real_mask_statistics_match_reference(folder, table, path):
     colours = load_colours(folder, table)
     decoded = decode_mask_bytes(path.read_bytes())
-    stats = mask_statistics(decoded.packed, colours)
+    stats = analyse_mask(decoded.packed, colours).stats
     per_colour, undeclared_pixels, undeclared_colours = reference_statistics(path, colours)
 
     for got, (count, bbox, centroid) in zip(stats.colours, per_colour):
@@ -99,7 +99,7 @@ def test_the_quirks_the_folder_promises_are_covered():
 
     dubai = load_colours("dubai_aerial", "colors.json")
     black_seen = any(
-        ((0, 0, 0) in {rgb for rgb, _ in mask_statistics(decode_mask_bytes(p.read_bytes()).packed, dubai).top_undeclared})
+        ((0, 0, 0) in {rgb for rgb, _ in analyse_mask(decode_mask_bytes(p.read_bytes()).packed, dubai).stats.top_undeclared})
         for p in mask_files("dubai_aerial")
     )
     assert black_seen, "dubai_aerial should show undeclared black (0, 0, 0)"
@@ -109,7 +109,7 @@ def test_the_quirks_the_folder_promises_are_covered():
     void_total = 0
     for path in mask_files("voc"):
         packed = decode_mask_bytes(path.read_bytes()).packed
-        plain, with_void = mask_statistics(packed, voc_plain), mask_statistics(packed, voc_void)
+        plain, with_void = analyse_mask(packed, voc_plain).stats, analyse_mask(packed, voc_void).stats
         void_pixels = dict(plain.top_undeclared).get(void, 0)
         # Declaring void moves exactly its pixels from undeclared to the void colour.
         assert with_void.colours[-1].rgb == void and with_void.colours[-1].pixel_count == void_pixels

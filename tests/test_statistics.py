@@ -1,4 +1,4 @@
-"""mask_statistics / analyse_mask / crop_rle / crop_png on small arrays with answers worked out by hand."""
+"""analyse_mask / crop_rle / crop_png on small arrays with answers worked out by hand."""
 from __future__ import annotations
 
 import io
@@ -13,7 +13,6 @@ from transforms.statistics import (
     analyse_mask,
     crop_png,
     crop_rle,
-    mask_statistics,
     nearest_colour,
     pack_rgb,
 )
@@ -40,7 +39,7 @@ PICTURE = paint(
 
 
 def test_count_bbox_centroid_by_hand():
-    stats = mask_statistics(PICTURE, [RED, GREEN])
+    stats = analyse_mask(PICTURE, [RED, GREEN]).stats
     red, green = stats.colours
     # red pixels: (x=1,y=1) (2,1) (1,2) -> bbox x 1..3 exclusive, y 1..3 exclusive
     assert red == ColourStats(RED, 3, (1, 1, 3, 3), ((1 + 2 + 1) / 3, (1 + 1 + 2) / 3), 0)
@@ -48,12 +47,12 @@ def test_count_bbox_centroid_by_hand():
 
 
 def test_absent_colour_has_no_bbox_or_centroid():
-    blue = mask_statistics(PICTURE, [BLUE]).colours[0]
+    blue = analyse_mask(PICTURE, [BLUE]).stats.colours[0]
     assert blue == ColourStats(BLUE, 0, None, None, 0)
 
 
 def test_undeclared_pixels_and_top_colours():
-    stats = mask_statistics(PICTURE, [RED, GREEN])
+    stats = analyse_mask(PICTURE, [RED, GREEN]).stats
     # 30 pixels - 3 red - 4 green = 23: 21 black, 1 white, 1 (9,9,9)
     assert stats.undeclared_pixels == 23
     assert stats.n_undeclared_colours == 3
@@ -62,14 +61,14 @@ def test_undeclared_pixels_and_top_colours():
 
 def test_top_undeclared_keeps_five():
     values = np.arange(8, dtype=np.uint32).repeat(np.arange(1, 9))  # value v occurs v+1 times
-    stats = mask_statistics(values.reshape(4, 9), [])
+    stats = analyse_mask(values.reshape(4, 9), []).stats
     assert stats.n_undeclared_colours == 8
     assert [count for _, count in stats.top_undeclared] == [8, 7, 6, 5, 4]
     assert stats.top_undeclared[0][0] == (0, 0, 7)
 
 
 def test_everything_declared_means_nothing_undeclared():
-    stats = mask_statistics(PICTURE, list(LEGEND.values()))
+    stats = analyse_mask(PICTURE, list(LEGEND.values())).stats
     assert (stats.undeclared_pixels, stats.n_undeclared_colours, stats.top_undeclared) == (0, 0, [])
     assert sum(c.pixel_count for c in stats.colours) == PICTURE.size
 
@@ -77,7 +76,7 @@ def test_everything_declared_means_nothing_undeclared():
 def test_single_pixel_at_the_far_corner_has_exclusive_end():
     mask = np.zeros((3, 4), dtype=np.uint32)
     mask[2, 3] = pack_rgb(RED)
-    red = mask_statistics(mask, [RED]).colours[0]
+    red = analyse_mask(mask, [RED]).stats.colours[0]
     assert red.bbox == (3, 2, 4, 3)
     assert red.centroid == (3.0, 2.0)
 
@@ -87,7 +86,7 @@ def test_single_pixel_at_the_far_corner_has_exclusive_end():
 
 def test_tolerance_zero_is_exact():
     mask = paint(["rg"], {"r": (250, 3, 0), "g": GREEN})
-    stats = mask_statistics(mask, [RED, GREEN])
+    stats = analyse_mask(mask, [RED, GREEN]).stats
     assert [c.pixel_count for c in stats.colours] == [0, 1]
     assert stats.undeclared_pixels == 1
 
@@ -95,7 +94,7 @@ def test_tolerance_zero_is_exact():
 def test_tolerance_assigns_within_chebyshev_distance():
     # (250, 3, 0) is 5 from red in its largest channel; (240, 0, 0) is 15 away.
     mask = paint(["abr"], {"a": (250, 3, 0), "b": (240, 0, 0), "r": RED})
-    stats = mask_statistics(mask, [RED, GREEN], tolerance=5)
+    stats = analyse_mask(mask, [RED, GREEN], tolerance=5).stats
     red = stats.colours[0]
     assert (red.pixel_count, red.tolerance_pixels) == (2, 1)
     assert red.bbox == (0, 0, 3, 1) and red.centroid == (1.0, 0.0)
@@ -106,21 +105,21 @@ def test_tolerance_nearest_colour_wins():
     # (100, 100, 100) is 10 from A=(110,100,100) and 4 from B=(100,104,100): B is nearer although A is first.
     a, b = (110, 100, 100), (100, 104, 100)
     mask = paint(["p"], {"p": (100, 100, 100)})
-    stats = mask_statistics(mask, [a, b], tolerance=20)
+    stats = analyse_mask(mask, [a, b], tolerance=20).stats
     assert [c.pixel_count for c in stats.colours] == [0, 1]
 
 
 def test_tolerance_ties_go_to_the_first_declared():
     a, b = (110, 100, 100), (100, 90, 100)  # both exactly 10 from the pixel
     mask = paint(["p"], {"p": (100, 100, 100)})
-    assert [c.pixel_count for c in mask_statistics(mask, [a, b], tolerance=10).colours] == [1, 0]
-    assert [c.pixel_count for c in mask_statistics(mask, [b, a], tolerance=10).colours] == [1, 0]
+    assert [c.pixel_count for c in analyse_mask(mask, [a, b], tolerance=10).stats.colours] == [1, 0]
+    assert [c.pixel_count for c in analyse_mask(mask, [b, a], tolerance=10).stats.colours] == [1, 0]
 
 
 def test_exact_match_wins_over_an_earlier_colour_within_tolerance():
     near, exact = (100, 100, 101), (100, 100, 100)
     mask = paint(["p"], {"p": exact})
-    stats = mask_statistics(mask, [near, exact], tolerance=10)
+    stats = analyse_mask(mask, [near, exact], tolerance=10).stats
     assert [(c.pixel_count, c.tolerance_pixels) for c in stats.colours] == [(0, 0), (1, 0)]
 
 
@@ -210,10 +209,10 @@ def test_crop_rle_without_colours_is_exact_and_refuses_tolerance():
 
 def test_bad_inputs_say_how_to_fix_them():
     with pytest.raises(ValueError, match="de-duplicate"):
-        mask_statistics(PICTURE, [RED, RED])
+        analyse_mask(PICTURE, [RED, RED]).stats
     with pytest.raises(ValueError, match="uint32"):
-        mask_statistics(PICTURE.astype(np.int64), [RED])
+        analyse_mask(PICTURE.astype(np.int64), [RED]).stats
     with pytest.raises(ValueError, match="0..255"):
-        mask_statistics(PICTURE, [(256, 0, 0)])
+        analyse_mask(PICTURE, [(256, 0, 0)]).stats
     with pytest.raises(ValueError, match="inside"):
         crop_rle(PICTURE, RED, (0, 0, 7, 1))

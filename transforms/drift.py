@@ -2,7 +2,8 @@
 
 A ``LabelProfile`` is what one run knows about one label (its colours merged): masks declaring it,
 masks where it has pixels, pixels, pixel-fraction summaries, a 20-bin histogram of its pixel fraction
-over the masks where it is present, and the mask-shape means when the run measured them. Profiles
+over the masks where it is present, and the mask-shape means and histograms (components and holes per
+mask where present, in ``summary.SHAPE_BIN_EDGES`` bins) when the run measured them. Profiles
 come from this run's label accumulators, from the ``history`` table of an earlier run, or (older
 outputs) from its ``label_summary`` / ``label_stats`` (``transforms.history`` reads them).
 
@@ -18,8 +19,10 @@ What ``compare_profiles`` computes, always (the values are recorded whether or n
   If one run has no present label at all, js is 1 (disjoint supports) and linf the other's largest share.
 - per label: the change of its share, of its presence rate (masks_present / masks), the JS divergence
   of its pixel-fraction histograms (``fraction_js``; None when either run has no present mask or no
-  histogram), and the change of the shape means (components, holes) when both runs have them;
-  ``label_js`` is the largest ``fraction_js``.
+  histogram), the JS divergence of its components and holes histograms (``components_js``,
+  ``holes_js``; ``shape_js`` the larger of the two; None when either run did not measure shapes), and
+  the change of the shape means when both runs have them; ``label_js`` is the largest ``fraction_js``,
+  ``shape_js`` (run level) the largest per-label ``shape_js``.
 - labels that appeared (present now, not in the baseline), vanished, or changed colours.
 
 ``check_thresholds`` compares the values with ``--max-drift`` thresholds; ``drift_findings`` turns a
@@ -40,17 +43,20 @@ LabelKey = tuple[str, ...]
 Colour = tuple[int, int, int]
 
 HIST_BINS = 20  # pixel-fraction histogram: 20 equal bins on [0, 1]
+SHAPE_BIN_EDGES = (0, 1, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256)  # components/holes histograms: lower bin edges, the last open
+SHAPE_BINS_TEXT = ", ".join(str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in zip(SHAPE_BIN_EDGES, SHAPE_BIN_EDGES[1:])) + f", {SHAPE_BIN_EDGES[-1]}+"
 PSI_EPSILON = 1e-4  # an empty cell's share in PSI
-METRICS = ("linf", "js", "psi", "label_js")
-METRIC_LIMITS = {"linf": 1.0, "js": 1.0, "psi": math.inf, "label_js": 1.0}
+METRICS = ("linf", "js", "psi", "label_js", "shape_js")
+METRIC_LIMITS = {"linf": 1.0, "js": 1.0, "psi": math.inf, "label_js": 1.0, "shape_js": 1.0}
 METRIC_NAMES = {
     "linf": "L-infinity distance of the label distributions",
     "js": "Jensen-Shannon divergence (bits) of the label distributions",
     "psi": "population stability index of the label distributions",
     "label_js": "largest Jensen-Shannon divergence (bits) of a label's pixel-fraction histograms",
+    "shape_js": "largest Jensen-Shannon divergence (bits) of a label's components or holes histograms",
 }
 BREACH_CODES = {"linf": "drift_distribution_exceeded", "js": "drift_js_exceeded", "psi": "drift_psi_exceeded",
-                "label_js": "drift_label_js_exceeded"}
+                "label_js": "drift_label_js_exceeded", "shape_js": "drift_shape_js_exceeded"}
 MAX_LABEL_ROWS = 50  # per-label rows kept in summary.json (largest moves first); history keeps them all
 TOP_MOVED = 5  # labels named in a breach's message
 
@@ -73,6 +79,8 @@ class LabelProfile:
     components_mean: float | None = None
     holes_mean: float | None = None
     fraction_hist: tuple[int, ...] | None = None  # HIST_BINS counts over masks where present; None: unknown
+    components_hist: tuple[int, ...] | None = None  # summary.SHAPE_BIN_EDGES counts over masks where present and measured
+    holes_hist: tuple[int, ...] | None = None
 
     @property
     def presence_rate(self) -> float | None:
@@ -151,6 +159,18 @@ def _change(current: float | None, baseline: float | None) -> float | None:
     return None if current is None or baseline is None else current - baseline
 
 
+def _larger(*values: float | None) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def _worst(per_label: Sequence[Mapping[str, Any]], column: str) -> tuple[float | None, list[str] | None]:
+    """The largest ``column`` over labels and the label holding it (ties: the first by name); no label when it is 0."""
+    value, labels = min(((r[column], r["labels"]) for r in per_label if r[column] is not None),
+                        key=lambda t: (-t[0], t[1]), default=(None, None))
+    return value, (labels if value else None)
+
+
 # ---------------------------------------------------------------- comparing two runs
 
 
@@ -182,14 +202,15 @@ def compare_profiles(current: Mapping[LabelKey, LabelProfile], baseline: Mapping
             "current_presence_rate": cur.presence_rate if cur else None,
             "presence_rate_change": _change(cur.presence_rate if cur else None, base.presence_rate if base else None),
             "fraction_js": histogram_js(cur.fraction_hist if cur else None, base.fraction_hist if base else None),
+            "components_js": histogram_js(cur.components_hist if cur else None, base.components_hist if base else None),
+            "holes_js": histogram_js(cur.holes_hist if cur else None, base.holes_hist if base else None),
             "components_mean_change": _change(cur.components_mean if cur else None, base.components_mean if base else None),
             "holes_mean_change": _change(cur.holes_mean if cur else None, base.holes_mean if base else None),
         }
+        row["shape_js"] = _larger(row["components_js"], row["holes_js"])
         per_label.append(row)
-    fraction_js = [(r["fraction_js"], r["labels"]) for r in per_label if r["fraction_js"] is not None]
-    label_js, label_js_labels = min(fraction_js, key=lambda t: (-t[0], t[1]), default=(None, None))
-    if not label_js:
-        label_js_labels = None  # no label moved: none to name
+    label_js, label_js_labels = _worst(per_label, "fraction_js")
+    shape_js, shape_js_labels = _worst(per_label, "shape_js")
     _, worst = linf_distance(p, q)
     present_now = {k for k, v in current.items() if v.masks_present > 0}
     present_before = {k for k, v in baseline.items() if v.masks_present > 0}
@@ -198,7 +219,8 @@ def compare_profiles(current: Mapping[LabelKey, LabelProfile], baseline: Mapping
         for k in sorted(set(current) & set(baseline))
         if current[k].colours and baseline[k].colours and set(current[k].colours) != set(baseline[k].colours)
     ]
-    shapes = [r for r in per_label if r["components_mean_change"] is not None or r["holes_mean_change"] is not None]
+    shapes = [r for r in per_label if r["components_mean_change"] is not None or r["holes_mean_change"] is not None
+              or r["shape_js"] is not None]
     return {
         "label_distribution": {
             "measure": "p(label) = masks_present / sum of masks_present over labels",
@@ -213,6 +235,9 @@ def compare_profiles(current: Mapping[LabelKey, LabelProfile], baseline: Mapping
         },
         "label_js": label_js,
         "label_js_labels": list(label_js_labels) if label_js_labels is not None else None,
+        "shape_js": shape_js,
+        "shape_js_labels": list(shape_js_labels) if shape_js_labels is not None else None,
+        "shape_bins": f"components and holes per mask where present: {SHAPE_BINS_TEXT}",
         "shape_columns": bool(shapes),
         "labels_appeared": [{"labels": list(k), "masks_present": current[k].masks_present, "colours": _colours(current[k].colours)}
                             for k in sorted(present_now - present_before)],
@@ -230,14 +255,14 @@ def _colours(colours: Iterable[Sequence[int]]) -> list[list[int]]:
 def moved_most(result: Mapping[str, Any], metric: str, n: int = TOP_MOVED) -> list[dict[str, Any]]:
     """The labels that contribute most to ``metric`` (largest first)."""
     value = {"linf": lambda r: abs(r["share_change"]), "js": lambda r: r["js_term"], "psi": lambda r: r["psi_term"],
-             "label_js": lambda r: r["fraction_js"] or 0.0}[metric]
+             "label_js": lambda r: r["fraction_js"] or 0.0, "shape_js": lambda r: r["shape_js"] or 0.0}[metric]
     rows = sorted(result["per_label"], key=lambda r: (-value(r), r["labels"]))
     return [r for r in rows if value(r) > 0][:n]
 
 
 def metric_value(result: Mapping[str, Any], metric: str) -> float | None:
-    if metric == "label_js":
-        return result.get("label_js")
+    if metric in ("label_js", "shape_js"):
+        return result.get(metric)
     return result["label_distribution"][metric]
 
 
@@ -258,12 +283,14 @@ def _moved(row: Mapping[str, Any], metric: str) -> dict[str, Any]:
     out = {"labels": row["labels"], "baseline_share": row["baseline_share"], "current_share": row["current_share"]}
     if metric == "label_js":
         out["fraction_js"] = row["fraction_js"]
+    if metric == "shape_js":
+        out.update(components_js=row["components_js"], holes_js=row["holes_js"])
     return out
 
 
 def summary_view(result: Mapping[str, Any], max_rows: int = MAX_LABEL_ROWS) -> dict[str, Any]:
     """The result for summary.json: per-label rows limited to the largest moves (history keeps them all)."""
-    rows = sorted(result["per_label"], key=lambda r: (-abs(r["share_change"]), -(r["fraction_js"] or 0.0), r["labels"]))
+    rows = sorted(result["per_label"], key=lambda r: (-abs(r["share_change"]), -(r["fraction_js"] or 0.0), -(r["shape_js"] or 0.0), r["labels"]))
     return {**result, "per_label": rows[:max_rows]}
 
 
@@ -322,4 +349,8 @@ def _describe(moved: Mapping[str, Any], metric: str) -> str:
     text = f"{moved['labels']} {moved['baseline_share']:.1%} -> {moved['current_share']:.1%}"
     if metric == "label_js" and moved.get("fraction_js") is not None:
         text = f"{moved['labels']} (pixel-fraction JS {moved['fraction_js']:.3f})"
+    if metric == "shape_js":
+        parts = [f"{name} JS {moved[key]:.3f}" for name, key in (("components", "components_js"), ("holes", "holes_js"))
+                 if moved.get(key) is not None]
+        text = f"{moved['labels']} ({', '.join(parts)})"
     return text

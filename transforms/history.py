@@ -7,7 +7,8 @@ drift values). Each run reads them from the previous complete run of the same OU
 ``--keep-history`` runs (its own included) and writes them into its own run folder before
 ``_SUCCESS``, like every other table: a run killed before publishing leaves the previous history
 whole, and a published run always has the history up to itself. No raw records are kept: a label's
-row holds counts, summaries and a 20-bin pixel-fraction histogram, which is all drift needs, so
+row holds counts, summaries, a 20-bin pixel-fraction histogram and 12-bin components and holes
+histograms, which is all drift needs, so
 ``--baseline previous`` compares with the previous run's history rows, not with its (removed) tables.
 
 The same profiles are read from an output given as ``--baseline DIR``: its history rows when it has
@@ -46,7 +47,6 @@ from transforms.schema import HISTORY, HISTORY_RUNS, HistoryRow, HistoryRunRow
 from transforms.storage import Target
 from transforms.uris import redact_uri
 
-KEEP_HISTORY = 30
 MAX_SLICES = 100  # per-slice drift entries kept in summary.json (all slices are in history and label_summary_by_slice)
 PREVIOUS = "previous"  # --baseline previous
 SUCCESS_MARKER = "_SUCCESS"
@@ -56,23 +56,20 @@ RUN_COLUMNS = ("run_id", "started_at", "published_at")
 # ---------------------------------------------------------------- this run's profiles
 
 
-def label_profiles(classes: Iterable[Any], hists: Mapping[tuple, Sequence[int]] | None = None) -> dict[LabelKey, LabelProfile]:
-    """Per label (its colours merged) profiles from the run's ``summary.LabelSummary`` classes and their 20-bin
-    pixel-fraction histograms (``summary.fraction_hists``). Counts add up over colours; the pixel-fraction mean
-    too (each is over all decoded masks of the run); the quantiles are those of the label's most present colour."""
+def label_profiles(classes: Iterable[Any], dists: Mapping[LabelKey, Any] | None = None) -> dict[LabelKey, LabelProfile]:
+    """Per label (its colours merged) profiles from the run's ``summary.LabelSummary`` classes and their
+    ``summary.LabelDistributions`` (``summary.label_distributions``: histograms and quantiles of the merged
+    colours). Counts add up over colours; the pixel-fraction mean too (each is over all decoded masks of the run).
+    A label with no distributions (declared, never present) has empty histograms and its colours' quantiles."""
     groups: dict[LabelKey, list] = defaultdict(list)
     for s in classes:
         if s.labels:  # a colour declared without labels is no class
             groups[tuple(s.labels)].append(s)
-    hists = hists or {}
+    dists = dists or {}
     profiles = {}
     for labels, group in sorted(groups.items()):
         top = max(group, key=lambda s: (s.masks_present, s.total_pixels))
-        hist = np.zeros(HIST_BINS, dtype=np.int64)
-        for s in group:
-            h = hists.get((tuple(s.labels), tuple(s.rgb)))
-            if h is not None:
-                hist += np.asarray(h, dtype=np.int64)
+        dist = dists.get(labels)
         means = [s.pixel_fraction_mean for s in group if s.pixel_fraction_mean is not None]
         profiles[labels] = LabelProfile(
             labels=labels,
@@ -82,11 +79,13 @@ def label_profiles(classes: Iterable[Any], hists: Mapping[tuple, Sequence[int]] 
             masks_present=sum(s.masks_present for s in group),
             total_pixels=sum(s.total_pixels for s in group),
             pixel_fraction_mean=sum(means) if means else None,
-            pixel_fraction_p50=top.pixel_fraction_p50,
-            pixel_fraction_p95=top.pixel_fraction_p95,
+            pixel_fraction_p50=dist.pixel_fraction_p50 if dist else top.pixel_fraction_p50,
+            pixel_fraction_p95=dist.pixel_fraction_p95 if dist else top.pixel_fraction_p95,
             components_mean=_weighted([s._asdict() for s in group], "components_mean", "masks_present"),
             holes_mean=_weighted([s._asdict() for s in group], "holes_mean", "masks_present"),
-            fraction_hist=tuple(int(c) for c in hist),
+            fraction_hist=tuple(dist.fraction_hist) if dist else (0,) * HIST_BINS,
+            components_hist=dist.components_hist if dist else None,
+            holes_hist=dist.holes_hist if dist else None,
         )
     return profiles
 
@@ -121,9 +120,12 @@ def label_rows(profiles: Mapping[LabelKey, LabelProfile], drift: Mapping[str, An
             "pixel_fraction_p95": p.pixel_fraction_p95,
             "components_mean": p.components_mean, "holes_mean": p.holes_mean,
             "fraction_hist": list(p.fraction_hist) if p.fraction_hist is not None else None,
+            "components_hist": list(p.components_hist) if p.components_hist is not None else None,
+            "holes_hist": list(p.holes_hist) if p.holes_hist is not None else None,
             "baseline_run_id": baseline_run_id if drift is not None else None,
             "share_change": d.get("share_change"), "presence_rate_change": d.get("presence_rate_change"),
-            "fraction_js": d.get("fraction_js"), "components_mean_change": d.get("components_mean_change"),
+            "fraction_js": d.get("fraction_js"), "components_js": d.get("components_js"), "holes_js": d.get("holes_js"),
+            "components_mean_change": d.get("components_mean_change"),
             "holes_mean_change": d.get("holes_mean_change"),
         })
     return rows
@@ -139,9 +141,14 @@ def profiles_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[LabelKey, Labe
             pixel_fraction_mean=r.get("pixel_fraction_mean"), pixel_fraction_p50=r.get("pixel_fraction_p50"),
             pixel_fraction_p95=r.get("pixel_fraction_p95"), components_mean=r.get("components_mean"),
             holes_mean=r.get("holes_mean"),
-            fraction_hist=tuple(r["fraction_hist"]) if r.get("fraction_hist") is not None else None,
+            fraction_hist=_tuple(r.get("fraction_hist")), components_hist=_tuple(r.get("components_hist")),
+            holes_hist=_tuple(r.get("holes_hist")),
         )
     return out
+
+
+def _tuple(values: Sequence[int] | None) -> tuple[int, ...] | None:
+    return tuple(values) if values is not None else None
 
 
 def run_profile_from_history(history: pa.Table, run_id: str) -> RunProfile | None:
@@ -173,7 +180,7 @@ def history_runs_row(summary: Mapping[str, Any], drift: Mapping[str, Any] | None
         "findings_by_code": [{"code": c, "severity": v.get("severity"), "count": v.get("count")} for c, v in sorted(by_code.items())],
         "baseline": (drift or {}).get("baseline"), "baseline_run_id": (drift or {}).get("baseline_run_id"),
         "drift_linf": dist.get("linf"), "drift_js": dist.get("js"), "drift_psi": dist.get("psi"),
-        "drift_label_js": (drift or {}).get("label_js"), "drift_breaches": breaches,
+        "drift_label_js": (drift or {}).get("label_js"), "drift_shape_js": (drift or {}).get("shape_js"), "drift_breaches": breaches,
     }
 
 
@@ -300,7 +307,7 @@ def _profile_from_tables(tables: PublishedTables, name: str) -> RunProfile:
     if summary_table is not None:
         return RunProfile(_profiles_from_label_summary(summary_table), run_id, "label_summary")
     # label_stats can be huge; only an output without label_summary (an older run) needs it.
-    stats = tables.read("label_stats", ["labels", "rgb", "shard", "line", "pixel_count", "pixel_fraction"])
+    stats = _read_label_stats(tables)
     if stats is not None:
         return RunProfile(_profiles_from_label_stats(stats), run_id, "label_stats")
     raise DriftInputError(
@@ -337,12 +344,32 @@ def _profiles_from_label_summary(table: pa.Table) -> dict[LabelKey, LabelProfile
     return out
 
 
+STATS_COLUMNS = ["labels", "rgb", "shard", "line", "pixel_count", "pixel_fraction"]
+
+
+def _read_label_stats(tables: PublishedTables) -> pa.Table | None:
+    """label_stats' columns drift needs; components and holes too when it has them (null columns when not)."""
+    paths = tables.paths("label_stats")
+    if not paths:
+        return None
+    with tables.fs.open(paths[0], "rb") as f:
+        names = pq.read_schema(f).names
+    return tables.read("label_stats", STATS_COLUMNS + [c for c in ("components", "holes") if c in names])
+
+
 def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
+    from transforms.summary import ValueCounts
+
     frames: dict[LabelKey, set] = defaultdict(set)
     colours: dict[LabelKey, set] = defaultdict(set)
     fractions: dict[LabelKey, list[float]] = defaultdict(list)
     pixels: dict[LabelKey, int] = defaultdict(int)
-    for labels, rgb, shard, line, count, fraction in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+    shapes: dict[LabelKey, tuple[ValueCounts, ValueCounts]] = defaultdict(lambda: (ValueCounts(), ValueCounts()))
+    n = table.num_rows
+    components = table.column("components").to_pylist() if "components" in table.column_names else [None] * n
+    holes = table.column("holes").to_pylist() if "holes" in table.column_names else [None] * n
+    columns = [table.column(c).to_pylist() for c in STATS_COLUMNS]
+    for labels, rgb, shard, line, count, fraction, comp, hole in zip(*columns, components, holes):
         if not labels:
             continue
         key = tuple(labels)
@@ -350,6 +377,9 @@ def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
         colours[key].add(tuple(rgb))
         fractions[key].append(fraction)
         pixels[key] += count
+        if count and comp is not None and hole is not None:
+            shapes[key][0].add(comp)
+            shapes[key][1].add(hole)
     out = {}
     for key, values in fractions.items():
         f = np.asarray(values, dtype=float)
@@ -361,6 +391,10 @@ def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
             masks_present=int(present.size), total_pixels=pixels[key], pixel_fraction_mean=float(f.mean()),
             pixel_fraction_p50=float(np.quantile(f, 0.5)), pixel_fraction_p95=float(np.quantile(f, 0.95)),
             fraction_hist=tuple(int(c) for c in hist),
+            components_mean=shapes[key][0].mean() if key in shapes else None,
+            holes_mean=shapes[key][1].mean() if key in shapes else None,
+            components_hist=shapes[key][0].histogram() if key in shapes else None,
+            holes_hist=shapes[key][1].histogram() if key in shapes else None,
         )
     return out
 
@@ -419,7 +453,7 @@ def _slice_view(key: str, value: str | None, result: Mapping[str, Any]) -> dict[
     dist = result["label_distribution"]
     top = sorted((r for r in result["per_label"] if r["share_change"]), key=lambda r: (-abs(r["share_change"]), r["labels"]))[:5]
     return {"slice_key": key, "slice_value": value, "baseline": True, "linf": dist["linf"], "js": dist["js"], "psi": dist["psi"],
-            "label_js": result["label_js"], "breaches": result["breaches"],
+            "label_js": result["label_js"], "shape_js": result["shape_js"], "breaches": result["breaches"],
             "moved_most": [{"labels": r["labels"], "share_change": r["share_change"]} for r in top]}
 
 

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 SCHEMA_RULE = "schema"
 SEED_RULE = "seed_example"
-TABLE_RULE = "mask_labels"
 
 
 class Declaration(NamedTuple):
@@ -199,7 +198,6 @@ class JoinedFrame:
     frame: Frame
     roi_joins: list[RoiJoin]                       # parallel to frame.doc.rois
     declarations: dict[tuple[int, int], list[Declaration]]  # (source index, mask index) -> colours
-    mask_rules: dict[tuple[int, int], str]         # how each mask got its colours
 
 
 def _candidate_masks(frame: Frame, source_ids: list[str] | None) -> dict[str, tuple[int, int]]:
@@ -219,7 +217,7 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
     findings = frame.findings
     joins: list[RoiJoin] = []
     decls: dict[tuple[int, int], list[Declaration]] = {}
-    rules: dict[tuple[int, int], str] = {}
+    joined: set[tuple[int, int]] = set()  # masks some ROI joined (with or without a colour)
     seed_rois: list[int] = []
     any_roi_mask = False
     sources = frame.doc.sources
@@ -253,7 +251,7 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
                 ))
                 continue
         joins.append(RoiJoin(sources[key[0]].masks[key[1]].id, rule, class_labels))
-        rules.setdefault(key, rule)
+        joined.add(key)
         if roi.mask.value is not None:
             polys = (tuple(roi.poly),) if roi.poly else None
             decls.setdefault(key, []).append(Declaration(tuple(roi.mask.value), tuple(class_labels), ri, polys=polys))
@@ -275,14 +273,13 @@ def join_frame(frame: Frame, mask_labels: MaskLabels | None = None) -> JoinedFra
             table = mask_labels.for_mask(m.id) if (mask_labels and not any_roi_mask) else ()
             if table:
                 decls[key] = list(table)
-                rules[key] = TABLE_RULE
-            elif key not in rules:
+            elif key not in joined:
                 findings.append(Finding(
                     "mask_without_labels", f"/sources/{si}/masks/{mi}",
                     f"Mask {m.id!r} has no declared colours: no ROI joins it"
                     + (" and --mask-labels does not cover it." if mask_labels else "; pass the dataset version's table with --mask-labels FILE."),
                 ))
-    return JoinedFrame(frame, joins, decls, rules)
+    return JoinedFrame(frame, joins, decls)
 
 
 def _dedupe(declared: list[Declaration], path: str, findings: list[Finding]) -> list[Declaration]:

@@ -13,7 +13,6 @@ runs breaking the same stale lease cannot both win.
 """
 from __future__ import annotations
 
-import errno
 import os
 import socket
 import threading
@@ -341,7 +340,3 @@ def _age_s(store) -> float:
         except OSError:
             return 0.0
     return 1e9
-
-
-def is_lock_error(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)

@@ -37,7 +37,7 @@ from transforms.schema import CropRow, IssueRow, LabelStatsRow, MaskRow
 from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
 from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
-from transforms.summary import LabelSummaryFn, RunCountsFn, fraction_hists, label_summary_rows, resolve_labels, summary_findings
+from transforms.summary import LabelSummaryFn, RunCountsFn, label_distributions, label_summary_rows, resolve_labels, summary_findings
 from transforms.uris import UriPolicy, redact_uri
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ class Decoded(NamedTuple):
     decoded_frames: beam.PCollection  # TableRows of frames (frames with masks, counts including decoding's)
     label_summary: beam.PCollection   # TableRows of label_summary and label-level issues
     label_items: beam.PCollection     # one element: the run's list of summary.LabelSummary, for drift and summary.json
-    label_hists: beam.PCollection     # one element: {(labels, rgb): 20-bin pixel-fraction histogram where present}, for history
+    label_hists: beam.PCollection     # one element: {labels: summary.LabelDistributions} (colours merged), for history and drift
     slice_summary: beam.PCollection | None = None  # TableRows of label_summary_by_slice (with --slice-by)
     slice_items: beam.PCollection | None = None    # one element: the run's slices.SliceSummary list (with --slice-by)
 
@@ -486,7 +486,7 @@ class DecodeMasks(beam.PTransform):
         )
         label_accs = {"items": summarised, "run": run_counts} | "ListLabels" >> Gather()
         label_items = label_accs | "ResolveLabels" >> beam.Map(_resolve_gathered, mask_labels).with_output_types(list)
-        label_hists = label_accs | "LabelHistograms" >> beam.Map(lambda g: fraction_hists(g["items"]))
+        label_hists = label_accs | "LabelHistograms" >> beam.Map(lambda g: label_distributions(g["items"], g["run"][0] if g["run"] else None))
         summary = label_items | "SummaryRows" >> beam.FlatMap(lambda items: [
             TableRows("label_summary", label_summary_rows(items)),
             TableRows("issues", summary_findings(items, opts.min_label_frames)),

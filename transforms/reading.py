@@ -14,7 +14,6 @@ import gzip
 import io
 import lzma
 import re
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple

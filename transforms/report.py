@@ -309,10 +309,12 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
                  "exceeds" if over else "within", metric, thresholds[metric])
 
     worst_label = f" ({label_name(drift['label_js_labels'])})" if drift.get("label_js_labels") and drift.get("label_js") else ""
+    worst_shape = f" ({label_name(drift['shape_js_labels'])})" if drift.get("shape_js_labels") and drift.get("shape_js") else ""
     values = [("linf", "L-infinity distance of the label distributions", dist.get("linf")),
               ("js", "Jensen-Shannon divergence of the label distributions (bits)", dist.get("js")),
               ("psi", f"population stability index (empty cells at {dist.get('psi_epsilon', 1e-4):g})", dist.get("psi")),
-              ("label_js", "largest pixel-fraction JS divergence of one label" + worst_label, drift.get("label_js"))]
+              ("label_js", "largest pixel-fraction JS divergence of one label" + worst_label, drift.get("label_js")),
+              ("shape_js", "largest components or holes JS divergence of one label" + worst_shape, drift.get("shape_js"))]
     lines = [_table(["drift value", "this run"], [(h("{} <code>{}</code>", name, m), value(m, v)) for m, name, v in values], "compact")]
 
     def label_list(items: Sequence[Mapping[str, Any]], what: str) -> Markup:
@@ -333,20 +335,29 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
         return "—" if v is None else (f"{v:+.2%}" if signed else f"{v:.2%}")
 
     rows = [(label_name(r["labels"]), pct(r["baseline_share"]), pct(r["current_share"]), pct(r["share_change"], True),
-             pct(r.get("presence_rate_change"), True), "—" if r.get("fraction_js") is None else f"{r['fraction_js']:.3f}")
+             pct(r.get("presence_rate_change"), True), _fmt(r.get("fraction_js"), ".3f"), _fmt(r.get("components_js"), ".3f"),
+             _fmt(r.get("holes_js"), ".3f"))
             for r in (drift.get("per_label") or [])[:10]]
     if rows:
-        lines.append(_table(["label", "baseline share", "this run", "shift", "presence rate change", "pixel-fraction JS"],
-                            rows, "compact"))
+        lines.append(_table(["label", "baseline share", "this run", "shift", "presence rate change", "pixel-fraction JS",
+                             "components JS", "holes JS"], rows, "compact"))
+    shaped = sorted((r for r in drift.get("per_label") or () if r.get("shape_js")), key=lambda r: (-r["shape_js"], r["labels"]))[:10]
+    if shaped:
+        lines.append(h("<h3>Shapes that moved most</h3>{}", _table(
+            ["label", "components JS", "holes JS", "components mean change", "holes mean change"],
+            [(label_name(r["labels"]), _fmt(r.get("components_js"), ".3f"), _fmt(r.get("holes_js"), ".3f"),
+              _fmt(r.get("components_mean_change"), "+.2f"), _fmt(r.get("holes_mean_change"), "+.2f")) for r in shaped], "compact")))
     slices = [s for s in drift.get("slices") or () if s.get("baseline")]
     if slices:
         slice_rows = [(f"{s['slice_key']}={s['slice_value']}", f"{s['linf']:.4f}", f"{s['js']:.4f}", f"{s['psi']:.4f}",
+                       _fmt(s.get("shape_js")),
                        ", ".join(label_name(m["labels"]) for m in s.get("moved_most", [])[:3]) or "—",
                        ", ".join(b["metric"] for b in s.get("breaches", ())) or "—")
                       for s in sorted(slices, key=lambda s: -s["js"])[:20]]
-        lines.append(_table(["slice", "L-inf", "JS", "PSI", "moved most", "over threshold"], slice_rows, "compact"))
+        lines.append(_table(["slice", "L-inf", "JS", "PSI", "shape JS", "moved most", "over threshold"], slice_rows, "compact"))
     note = (f"Baseline: {drift.get('baseline', '?')}. Label share p(label) = masks where the label is present / all such "
-            "masks over labels; shares are compared across the two runs, and each label's pixel-fraction histogram (20 bins).")
+            "masks over labels; shares are compared across the two runs, and each label's pixel-fraction histogram (20 bins) "
+            "and, when shapes were measured, its histograms of components and holes per mask (12 bins: 0-4, then doubling).")
     return _section("drift", "Drift against the baseline", join(lines), note)
 
 
@@ -362,7 +373,7 @@ def _trends_section(trends: Trends | None) -> Markup:
     parts = [svg_run_strip(runs)]
     drift_rows = []
     for metric, name in (("drift_linf", "L-infinity"), ("drift_js", "Jensen-Shannon (bits)"), ("drift_psi", "PSI"),
-                         ("drift_label_js", "largest label pixel-fraction JS")):
+                         ("drift_label_js", "largest label pixel-fraction JS"), ("drift_shape_js", "largest label shape JS")):
         values = [getattr(r, metric) for r in runs]
         if any(v is not None for v in values):
             drift_rows.append((name, svg_sparkline(values, chart_id=f"trend-{metric.replace('_', '-')}"),

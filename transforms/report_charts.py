@@ -11,13 +11,6 @@ import numpy as np
 from transforms.markup import Markup, h, join
 
 
-class Bar(NamedTuple):
-    name: str
-    value: float
-    colour: tuple[int, int, int]
-    note: str = ""  # tooltip text beyond name and value
-
-
 class Distribution(NamedTuple):
     name: str
     colour: tuple[int, int, int]
@@ -60,66 +53,6 @@ def _compact(n: int) -> str:
 def _svg_open(chart_id: str, width: int, height: int) -> Markup:
     return h('<svg id="{id}" class="chart" role="img" xmlns="http://www.w3.org/2000/svg" '
              'width="{w}" height="{h}" viewBox="0 0 {w} {h}">', id=chart_id, w=width, h=height)
-
-
-def svg_bar_chart(bars: Sequence[Bar], *, chart_id: str, value_format: str = "{:,.0f}", width: int = 540) -> Markup:
-    """Horizontal bars, one row per item, filled with the item's own colour."""
-    row, name_w, value_w = 20, 170, 80
-    plot_w = width - name_w - value_w
-    top = max((b.value for b in bars), default=0) or 1
-    height = row * len(bars) + 6
-    parts = [_svg_open(chart_id, width, height)]
-    for i, b in enumerate(bars):
-        y = 3 + i * row
-        w = max(1.0, plot_w * b.value / top) if b.value > 0 else 0
-        value = value_format.format(b.value)
-        parts.append(h(
-            '<g><title>{name}: {value}{note}</title>'
-            '<text x="{name_x}" y="{text_y}" text-anchor="end" class="tick">{short_name}</text>'
-            '<rect class="bar" x="{name_w}" y="{bar_y}" width="{w:.1f}" height="{bar_h}" fill="{fill}"/>'
-            '<text x="{value_x:.1f}" y="{text_y}" class="value">{value}</text></g>',
-            name=b.name, value=value, note=" — " + b.note if b.note else "", name_x=name_w - 6, text_y=y + 14,
-            short_name=short(b.name, 26), name_w=name_w, bar_y=y + 2, w=w, bar_h=row - 5, fill=css_colour(b.colour),
-            value_x=name_w + w + 5,
-        ))
-    parts.append(Markup("</svg>"))
-    return join(parts)
-
-
-def svg_box_plots(boxes: Sequence[Distribution], *, chart_id: str, width: int = 540, percent: bool = True) -> Markup:
-    """One horizontal box plot per row: whiskers at min/max, box at the quartiles, a line at the median."""
-    row, name_w, right = 22, 170, 20
-    plot_w = width - name_w - right
-    axis_max = nice_ceiling(max((b.high for b in boxes), default=1.0))
-    height = row * len(boxes) + 30
-
-    def x(v: float) -> float:
-        return name_w + plot_w * v / axis_max
-
-    parts = [_svg_open(chart_id, width, height)]
-    for i, b in enumerate(boxes):
-        y = 4 + i * row
-        mid = y + row / 2 - 2
-        fmt = (lambda v: f"{v:.2%}") if percent else (lambda v: f"{v:,.1f}")
-        parts.append(h(
-            '<g class="box"><title>{name} (n={n:,}): min {low}, quartiles {q1} / {median} / {q3}, max {high}</title>'
-            '<text x="{name_x}" y="{text_y}" text-anchor="end" class="tick">{short_name}</text>'
-            '<line x1="{x_low:.1f}" x2="{x_high:.1f}" y1="{mid}" y2="{mid}" class="whisker"/>'
-            '<rect x="{x_q1:.1f}" y="{box_y}" width="{box_w:.1f}" height="{box_h}" fill="{fill}" class="iqr"/>'
-            '<line x1="{x_median:.1f}" x2="{x_median:.1f}" y1="{median_y1}" y2="{median_y2}" class="median"/></g>',
-            name=b.name, n=b.n, low=fmt(b.low), q1=fmt(b.q1), median=fmt(b.median), q3=fmt(b.q3), high=fmt(b.high),
-            name_x=name_w - 6, text_y=mid + 4, short_name=short(b.name, 26), x_low=x(b.low), x_high=x(b.high), mid=mid,
-            x_q1=x(b.q1), box_y=y + 3, box_w=max(1.5, x(b.q3) - x(b.q1)), box_h=row - 10, fill=css_colour(b.colour),
-            x_median=x(b.median), median_y1=y + 1, median_y2=y + row - 5,
-        ))
-    axis_y = 4 + len(boxes) * row
-    parts.append(h('<line x1="{}" x2="{}" y1="{y}" y2="{y}" class="axis"/>', name_w, name_w + plot_w, y=axis_y))
-    for k in range(5):
-        v = axis_max * k / 4
-        label = f"{v:.1%}" if percent else f"{v:,.0f}"
-        parts.append(h('<text x="{:.1f}" y="{}" text-anchor="middle" class="tick">{}</text>', x(v), axis_y + 16, label))
-    parts.append(Markup("</svg>"))
-    return join(parts)
 
 
 def svg_histogram(values: np.ndarray, *, chart_id: str, title: str, bins: int = 24, width: int = 420) -> Markup:

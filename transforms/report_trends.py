@@ -20,7 +20,7 @@ from transforms.report_data import OutputFolder, read_whole
 MAX_TREND_LABELS = 12
 RECENT_RUNS = 10
 RUN_COLUMNS = ["run_id", "published_at", "command", "passed", "errors", "warnings", "drift_linf", "drift_js", "drift_psi",
-               "drift_label_js", "drift_breaches"]
+               "drift_label_js", "drift_shape_js", "drift_breaches"]
 
 
 class RunPoint(NamedTuple):
@@ -34,6 +34,7 @@ class RunPoint(NamedTuple):
     drift_js: float | None
     drift_psi: float | None
     drift_label_js: float | None
+    drift_shape_js: float | None
     drift_breaches: list[str]
 
 
@@ -57,8 +58,10 @@ def read_trends(folder: OutputFolder, max_labels: int = MAX_TREND_LABELS) -> Tre
     run_files = folder.files("history_runs")
     if not run_files:
         return None
-    table = read_whole(folder, run_files, RUN_COLUMNS)
-    runs = sorted((RunPoint(**{**r, "errors": r["errors"] or 0, "warnings": r["warnings"] or 0,
+    # A report of an output whose last run was written before a column existed reads it as null.
+    columns = [c for c in RUN_COLUMNS if c in folder.parquet(run_files[0]).schema_arrow.names]
+    table = read_whole(folder, run_files, columns)
+    runs = sorted((RunPoint(**{**dict.fromkeys(RUN_COLUMNS), **r, "errors": r["errors"] or 0, "warnings": r["warnings"] or 0,
                                "drift_breaches": r["drift_breaches"] or []}) for r in table.to_pylist()),
                   key=lambda r: (r.published_at or "", r.run_id))
     order = {r.run_id: i for i, r in enumerate(runs)}

@@ -203,15 +203,19 @@ HISTORY = pa.schema([
     _col("label_share", pa.float64(), "p(label) = masks_present / sum of masks_present over the run's (or slice's) labels; null when none is present."),
     _col("presence_rate", pa.float64(), "masks_present / masks."),
     _col("pixel_fraction_mean", pa.float64(), "Mean pixel_fraction over the run's decoded masks, 0 where absent (as label_summary)."),
-    _col("pixel_fraction_p50", pa.float64(), "Median pixel_fraction (as label_summary; of the label's most present colour)."),
+    _col("pixel_fraction_p50", pa.float64(), "Median pixel_fraction (as label_summary), of the label's colours merged (a mask holding two of them counts once per colour)."),
     _col("pixel_fraction_p95", pa.float64(), "95th percentile of pixel_fraction (as p50)."),
     _col("components_mean", pa.float64(), "Mean connected components per mask (label_summary.components_mean; null when the run did not measure shapes)."),
     _col("holes_mean", pa.float64(), "Mean holes per mask (label_summary.holes_mean; null when not measured)."),
     _col("fraction_hist", pa.list_(pa.int64()), "Masks where present, by pixel_fraction in 20 equal bins on [0, 1] (bin k: min(floor(1000 f), 999) // 50 = k)."),
+    _col("components_hist", pa.list_(pa.int64()), "Masks where present and measured, by components in 12 bins: 0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256+; null when shapes were not measured."),
+    _col("holes_hist", pa.list_(pa.int64()), "The same masks by holes, in the same 12 bins."),
     _col("baseline_run_id", pa.string(), "The run the drift columns compare with; null when the run had no baseline."),
     _col("share_change", pa.float64(), "label_share minus the baseline's (a label missing there counts 0)."),
     _col("presence_rate_change", pa.float64(), "presence_rate minus the baseline's; null when either has no mask declaring the label."),
     _col("fraction_js", pa.float64(), "Jensen-Shannon divergence (bits) of fraction_hist against the baseline's; null when either is empty."),
+    _col("components_js", pa.float64(), "Jensen-Shannon divergence (bits) of components_hist against the baseline's; null when either is null or empty."),
+    _col("holes_js", pa.float64(), "Jensen-Shannon divergence (bits) of holes_hist against the baseline's; null as components_js."),
     _col("components_mean_change", pa.float64(), "components_mean minus the baseline's; null when either is null."),
     _col("holes_mean_change", pa.float64(), "holes_mean minus the baseline's; null when either is null."),
 ])
@@ -237,6 +241,7 @@ HISTORY_RUNS = pa.schema([
     _col("drift_js", pa.float64(), "Jensen-Shannon divergence (bits) of the label distributions."),
     _col("drift_psi", pa.float64(), "Population stability index of the label distributions (empty cells at 1e-4)."),
     _col("drift_label_js", pa.float64(), "Largest per-label Jensen-Shannon divergence of pixel-fraction histograms."),
+    _col("drift_shape_js", pa.float64(), "Largest per-label Jensen-Shannon divergence of components or holes histograms (null when shapes were not measured)."),
     _col("drift_breaches", pa.list_(pa.string()), "Metrics over their --max-drift threshold (`js`, `slice:<key>=<value>:psi`, ...)."),
 ])
 
@@ -439,10 +444,14 @@ class HistoryRow(NamedTuple):
     components_mean: float | None
     holes_mean: float | None
     fraction_hist: list[int] | None
+    components_hist: list[int] | None
+    holes_hist: list[int] | None
     baseline_run_id: str | None
     share_change: float | None
     presence_rate_change: float | None
     fraction_js: float | None
+    components_js: float | None
+    holes_js: float | None
     components_mean_change: float | None
     holes_mean_change: float | None
 
@@ -469,6 +478,7 @@ class HistoryRunRow(NamedTuple):
     drift_js: float | None
     drift_psi: float | None
     drift_label_js: float | None
+    drift_shape_js: float | None
     drift_breaches: list[str] | None
 
 
@@ -522,10 +532,6 @@ _EXAMPLES = {
                 "ORDER BY run_id;"),
     "history_runs": "SELECT run_id, passed, errors, warnings, drift_js FROM 'out/history_runs/*.parquet' ORDER BY run_id;",
 }
-
-
-def empty_table(name: str) -> pa.Table:
-    return TABLES[name].empty_table()
 
 
 def tables_markdown() -> str:

@@ -17,7 +17,6 @@ import orjson
 
 from transforms.schema import LabelSummaryBySliceRow
 
-FRAME_KEYS = ("context_id",)
 SliceKey = tuple[str, str | None]  # (key, value)
 
 
@@ -70,7 +69,7 @@ class SliceSummary(NamedTuple):
     key: str
     value: str | None
     classes: list  # summary.LabelSummary, most present first
-    hists: dict  # (labels, rgb) -> 20-bin pixel-fraction histogram over masks where present
+    hists: dict  # labels -> summary.LabelDistributions (colours merged): histograms and quantiles
 
 
 def slice_events(frame_values: Iterable[tuple[tuple[str, str | None], ...]], masks: Iterable[tuple], keys: Sequence[str]):
@@ -104,7 +103,7 @@ def slice_events(frame_values: Iterable[tuple[tuple[str, str | None], ...]], mas
 
 def resolve_slices(accs: Iterable[tuple[tuple, Any]], runs: Iterable[tuple[tuple, Any]], mask_labels=None) -> list[SliceSummary]:
     """Every slice's classes, resolved like the run's (summary.resolve_labels) with the slice's own counts."""
-    from transforms.summary import RunCounts, fraction_hist, resolve_labels
+    from transforms.summary import RunCounts, label_distributions, resolve_labels
 
     by_slice: dict[SliceKey, list] = defaultdict(list)
     for (key, value, labels, rgb), acc in accs:
@@ -113,8 +112,9 @@ def resolve_slices(accs: Iterable[tuple[tuple, Any]], runs: Iterable[tuple[tuple
     out = []
     for slice_key in sorted(set(by_slice) | set(counts), key=lambda k: (k[0], k[1] is None, k[1] or "")):
         items = by_slice.get(slice_key, [])
-        classes = resolve_labels(items, counts.get(slice_key) or RunCounts(), mask_labels)
-        out.append(SliceSummary(slice_key[0], slice_key[1], classes, {k: fraction_hist(a) for k, a in items}))
+        run = counts.get(slice_key) or RunCounts()
+        classes = resolve_labels(items, run, mask_labels)
+        out.append(SliceSummary(slice_key[0], slice_key[1], classes, label_distributions(items, run)))
     return out
 
 

@@ -11,7 +11,8 @@ Tolerance N > 0: every pixel goes to the nearest declared colour by Chebyshev di
 per-channel difference), ties to the first declared, if that distance is <= N. Exact matches
 have distance 0, so they always win. The search runs once per distinct undeclared colour.
 
-``mask_statistics``, ``crop_rle``, ``crop_png`` and ``nearest_colour`` are the one-off forms.
+``crop_rle``, ``crop_png`` and ``nearest_colour`` are the one-off forms (``analyse_mask(...).stats`` gives the
+statistics alone).
 """
 from __future__ import annotations
 
@@ -74,11 +75,6 @@ def pack_rgb(rgb: Sequence[int]) -> int:
 def unpack_rgb(value: int) -> RGB:
     value = int(value)
     return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
-
-
-def mask_statistics(packed: np.ndarray, colours: Sequence[RGB], tolerance: int = 0) -> MaskStats:
-    """Count, bbox and centroid of each declared colour, plus what no declared colour covers."""
-    return analyse_mask(packed, colours, tolerance).stats
 
 
 def analyse_mask(

@@ -21,7 +21,14 @@ a mask without the class is exactly 0.0.
 Components and holes (the shape columns) are small integers: their mean and p95 are over the masks
 where the class is present and measured, and the p95 is exact, from a count per distinct value
 (``ValueCounts``): d distinct values need a sum of at least d(d-1)/2, so d stays below
-sqrt(2 x total) + 1 (~4,500 for a total of 10 million).
+sqrt(2 x total) + 1 (~4,500 for a total of 10 million). The same counts give the shape histograms
+drift compares (``SHAPE_BIN_EDGES``), exactly.
+
+Per label (``label_distributions``), its colours' accumulators are merged: exact value lists and
+histograms add up, so the label's pixel-fraction quantiles, histogram and shape histograms are those
+of the union of its colours' masks. A mask holding two colours of one label is in both colours'
+accumulators (they keep no mask identity), so it counts once per colour there: exact whenever no mask
+holds two colours of the label (a label drawn in other colours in other frames, the common case).
 """
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import apache_beam as beam
 import numpy as np
 
+from transforms.drift import SHAPE_BIN_EDGES
 from transforms.findings import Finding
 from transforms.flattening import finding_row
 from transforms.schema import IssueRow, LabelSummaryRow
@@ -51,6 +59,11 @@ LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
 def quantile_lower(q: float, n: int) -> int:
     """The 0-based rank numpy's quantile(method="lower") picks among ``n`` sorted values."""
     return int(math.floor(q * (n - 1)))
+
+
+def shape_bin(value: int) -> int:
+    """The shape-histogram bin of a count: 0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256 and more."""
+    return value if value < 5 else min(value.bit_length() + 2, len(SHAPE_BIN_EDGES) - 1)
 
 
 class ValueCounts:
@@ -87,6 +100,15 @@ class ValueCounts:
             if seen * 100 >= percent * self.n:  # integers: exact
                 return value
         raise AssertionError("counts do not add up to n")
+
+    def histogram(self) -> tuple[int, ...] | None:
+        """The counts in the SHAPE_BIN_EDGES bins (exact); None when there is no value."""
+        if not self.n:
+            return None
+        out = [0] * len(SHAPE_BIN_EDGES)
+        for value, count in self.counts.items():
+            out[shape_bin(value)] += count
+        return tuple(out)
 
 
 class LabelAccumulator:
@@ -392,5 +414,31 @@ def fraction_hist(acc: LabelAccumulator, bins: int = 20) -> tuple[int, ...]:
     return tuple(int(c) for c in counts)
 
 
-def fraction_hists(items: Iterable[tuple[LabelKey, LabelAccumulator]]) -> dict[LabelKey, tuple[int, ...]]:
-    return {key: fraction_hist(acc) for key, acc in items}
+class LabelDistributions(NamedTuple):
+    """One label, its colours merged (see the module doc): what history and drift keep of its distributions."""
+
+    fraction_hist: tuple[int, ...]  # 20 bins over masks where present (``fraction_hist``)
+    components_hist: tuple[int, ...] | None  # SHAPE_BIN_EDGES bins over masks where present and measured; None: not measured
+    holes_hist: tuple[int, ...] | None
+    pixel_fraction_p50: float | None  # over the run's decoded masks, 0 where absent (as label_summary)
+    pixel_fraction_p95: float | None
+
+
+def label_distributions(items: Iterable[tuple[LabelKey, LabelAccumulator]], run: RunCounts | None) -> dict[tuple[str, ...], LabelDistributions]:
+    """Per label (colours without labels are no class), its colours' accumulators merged: histograms and quantiles."""
+    groups: dict[tuple[str, ...], list[LabelAccumulator]] = defaultdict(list)
+    for (labels, _), acc in items:
+        if labels:
+            groups[tuple(labels)].append(acc)
+    masks = run.masks if run is not None else 0
+    out = {}
+    for labels, accs in groups.items():
+        if len(accs) == 1:
+            acc = accs[0]
+        else:
+            acc = LabelAccumulator()  # merge() leaves its argument as it was: the colours' accumulators stay theirs
+            for a in accs:
+                acc.merge(a)
+        out[labels] = LabelDistributions(fraction_hist(acc), acc.components.histogram(), acc.holes.histogram(),
+                                         acc.quantile(0.5, masks), acc.quantile(0.95, masks))
+    return out

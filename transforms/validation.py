@@ -235,9 +235,7 @@ class _Checker:
         if v is None:
             if required:
                 self.findings.append(Finding("missing_key", base + "/" + key, f"{base or 'The frame'} needs '{key}' (a string)."))
-            elif key in obj:
-                pass  # explicit null of an optional key is the same as absent
-            return None
+            return None  # (an explicit null of an optional key is the same as absent)
         self.wrong(base + "/" + key, "a string", v)
         return None
 

@@ -6,8 +6,8 @@ decodes it forward once and serves every requested timestamp from that single pa
 to RGB only the frames that some timestamp selects. The result is the same ``packed`` array that
 image masks produce: shape (height, width), dtype uint32, value ``r << 16 | g << 8 | b``.
 
-Frame rule (``frame_index_rule``)
----------------------------------
+Frame rule
+----------
 A timestamp ``t`` (ms) selects the **last frame whose presentation time is <= t**. A frame's
 presentation time is ``(pts - stream.start_time) * time_base`` in ms, kept as an exact Fraction:
 ``float`` arithmetic would put 29.97 fps frames on the wrong side of a boundary.
@@ -45,19 +45,16 @@ read other files).
 """
 from __future__ import annotations
 
-import bisect
 import math
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import BinaryIO
 
 import av
 import numpy as np
-
-from transforms.content_types import infer_content_type, is_video_type
 
 VIDEO_TIMESTAMP_OUT_OF_RANGE = "video_timestamp_out_of_range"
 VIDEO_CORRUPT = "video_corrupt"
@@ -94,37 +91,6 @@ class VideoFrameResult:
     @property
     def ok(self) -> bool:
         return self.error_code is None
-
-
-def frame_index_rule(
-    timestamp_ms: int, frame_starts_ms: Sequence[Fraction], video_end_ms: Fraction
-) -> int | None:
-    """Index of the frame a timestamp selects, or None if the timestamp is out of range.
-
-    ``frame_starts_ms`` are the frames' presentation times in ascending order (exact Fractions),
-    ``video_end_ms`` the end of the last frame. See the module docstring for the rule.
-    >>> frame_index_rule(80, [Fraction(40 * k) for k in range(3)], Fraction(120))
-    2
-    """
-    if timestamp_ms < 0 or timestamp_ms > video_end_ms:
-        return None
-    index = bisect.bisect_right(frame_starts_ms, timestamp_ms) - 1
-    return index if index >= 0 else None
-
-
-def video_content_type(uri: str, declared: str | None) -> str | None:
-    """The video content type of a mask: the declared type if given, else from the URI suffix.
-
-    Returns None for a non-video (a declared ``image/png`` wins over a ``.mp4`` suffix). A missing,
-    empty or generic declared type (``application/octet-stream``) falls back to the suffix.
-    """
-    content_type = infer_content_type(uri, declared)
-    return content_type if is_video_type(content_type) else None
-
-
-def is_video(content_type: str | None, uri: str) -> bool:
-    """True if a mask with this declared content type (or, lacking one, this URI) is a video."""
-    return video_content_type(uri, content_type) is not None
 
 
 def pack_rgb24(rgb: np.ndarray) -> np.ndarray:
