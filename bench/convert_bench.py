@@ -110,7 +110,9 @@ def chunk_functions(directory: Path, frames: int) -> float:
     from transforms.flattening import TableRows
     from transforms.reading import ReadLimits, chunk_records, iter_shard
     from transforms.steps import JoinOptions, join_chunk, validate_chunk
+    from transforms.tuning import WorkerSetup
 
+    WorkerSetup.for_job(decode=False).apply()  # as the steps' set-up does in every worker (FRAMEBEAM_TUNING=off: not)
     path = sorted(directory.glob("*.jsonl"))[0]
     records = []
     for rec in iter_shard(str(path)):

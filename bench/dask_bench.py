@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.run_bench import MALLOC_ON, check_output, write_inputs  # noqa: E402
+from bench.run_bench import check_output, write_inputs  # noqa: E402
 
 TABLES = ("frames", "masks", "label_stats", "crops", "issues", "label_summary")
 
@@ -38,7 +38,7 @@ def framebeam_run(directory: Path, output: Path, flags: list[str]) -> float:
     shutil.rmtree(output, ignore_errors=True)
     started = time.perf_counter()
     subprocess.run([str(framebeam), "run", "--input", f"{directory}/frames-*.jsonl", "--output", str(output), "--quiet", *flags],
-                   check=True, env={**os.environ, **MALLOC_ON}, stderr=subprocess.DEVNULL)
+                   check=True, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -82,7 +82,6 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="framebeam-dask-bench-"))
     data = args.data or tmp / "in"
-    os.environ.update(MALLOC_ON)  # the worker processes inherit them, as the local runner's do from the CLI
     try:
         paths = write_inputs(data, args.masks, args.shards)
         print(f"{len(paths):,} masks, {args.shards} shards; load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}, "

@@ -15,7 +15,7 @@ Then times, in the same run so machine load hits all of them:
       Parquet writes and publish.
 
 Prints run / (a + b). Goal (issue 4): <= 2 -- no per-frame re-decoding. (a) and (b) run with the malloc
-thresholds the CLI gives its workers, so both sides allocate alike. --data DIR keeps the inputs between runs.
+settings framebeam's workers give themselves (transforms/tuning.py), so both sides allocate alike. --data DIR keeps the inputs between runs.
 """
 from __future__ import annotations
 
@@ -121,12 +121,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="repeat the timings (each repeat prints its own ratio)")
     ap.add_argument("--data", type=Path, help="keep the generated inputs here between runs")
     args = ap.parse_args()
-    from pipelines.cli import MALLOC_THRESHOLDS
+    from transforms.tuning import WorkerSetup
 
-    if any(name not in os.environ for name in MALLOC_THRESHOLDS):
-        # framebeam's workers get these malloc thresholds (pipelines/cli.py): give (a) + (b) the same, or the
-        # baseline pays page faults the run does not. Re-exec, because glibc reads them at start-up.
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**MALLOC_THRESHOLDS, **os.environ})
+    # framebeam's workers get malloc tuning in their set-up (transforms/tuning.py): give (a) + (b) the same,
+    # or the baseline pays page faults the run does not.
+    WorkerSetup(malloc=True).apply()
     print(f"PyAV {av.__version__}, {os.cpu_count()} cores, {args.frames} frames -> one {args.frames}-frame {WIDTH}x{HEIGHT} "
           f"video, {len(COLOURS)} colours, {args.shards} shards, workers={args.workers or 'all cores'}")
     tmp = Path(tempfile.mkdtemp(prefix="framebeam-video-run-bench-"))

@@ -33,11 +33,6 @@ EXAMPLES = {
     "sample": "framebeam sample sample-data",
     "tables": "framebeam tables out",
 }
-# glibc otherwise unmaps each decoded mask's big buffers and page-faults them back in for the next
-# mask (~2x its decode time, bench/run_bench.py). Local worker processes inherit the environment.
-# Only jobs that decode masks get them: without big buffers to keep they only fragment the heap (a
-# 200,000-frame convert peaked ~200 MiB higher with them, bench/memory_bench.py).
-MALLOC_THRESHOLDS = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "2147483648"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,7 +221,10 @@ def _main(argv: list[str], run: dict) -> int:
         from transforms.storage import Target
 
         return _tables(Target(args.output, args.storage_options))
-    return _run_job(args, beam_flags, run)
+    from transforms.tuning import restored
+
+    with restored():  # small jobs run their steps in this process, which may be someone else's program
+        return _run_job(args, beam_flags, run)
 
 
 def _on_signal(signum: int, active) -> None:
@@ -294,9 +292,6 @@ def _run_job(args: argparse.Namespace, beam_flags: list[str], run: dict) -> int:
 
     job = job_options_from_args(args.command, args)
     debug = getattr(args, "debug", False)
-    if job.decode:
-        for name, value in MALLOC_THRESHOLDS.items():
-            os.environ.setdefault(name, value)  # a value the user set wins
     from transforms.uris import install_log_redaction
 
     install_log_redaction()  # every log line (the run's log file included) goes through the one redaction function

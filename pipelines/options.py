@@ -21,13 +21,8 @@ ALL_CORES = ["--direct_running_mode=multi_processing", "--direct_num_workers=0"]
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 # Starting Beam's worker processes costs ~2.5 s (a 1-frame convert: 4.6 s with them, 2.2 s without), so
 # small jobs finish sooner in one process: measured, 24 MB of frames converted in 3.3 s in-process and
-# 5.4 s on all cores (break-even near 100 MB), the sample `run` (37 KB) in 2.8 s against 5.4 s. A mask
-# costs a worker ~28 ms (1080p) before the numba kernel and ~15 ms with it (decode + stats + RLE went from
-# ~23 ms to ~0.75x pyspng's ~14 ms decode, docs/PERFORMANCE.md; ~5 ms is Beam, rows and Parquet), ~4x
-# that at 4K, whatever the frames weigh: a second core wins back the ~2.5 s from ~330 (1080p) or ~85 (4K)
-# masks, i.e. ~100-500 KB of frames (0.3-1.5 KB a frame), so decoding jobs stay in one process up to 128 KB
-# (64 KB before the kernel). An estimate from those per-mask costs: the machine was too loaded (load
-# average 20+) to time the break-even itself.
+# 5.4 s on all cores (break-even near 100 MB). Decoding jobs break even far sooner, since masks use the
+# other cores: 128 KB is below the break-evens bench/in_process_bench.py measures (docs/PERFORMANCE.md).
 IN_PROCESS_MAX_BYTES = 32 * 1024 * 1024
 IN_PROCESS_MAX_BYTES_DECODING = 128 * 1024
 

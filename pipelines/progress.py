@@ -22,8 +22,6 @@ from pathlib import Path
 
 import orjson
 
-from transforms.progress import ENV_DIR
-
 log = logging.getLogger("framebeam.progress")
 
 
@@ -43,8 +41,7 @@ class Progress:
         self._decode_started: tuple[float, int] | None = None
 
     def __enter__(self) -> "Progress":
-        os.environ[ENV_DIR] = str(self.directory)  # inherited by the runner's worker processes
-        self._thread.start()
+        self._thread.start()  # the workers were given self.directory in the pipeline (tuning.WorkerSetup)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -56,10 +53,12 @@ class Progress:
             if self.show and not self.tty:
                 self.stream.write(text + "\n")
                 self.stream.flush()
-        os.environ.pop(ENV_DIR, None)
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()
+        self.remove()
+
+    def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def totals(self) -> Counter:

@@ -22,6 +22,7 @@ from pipelines.options import JobOptions, beam_options, uses_dask
 from pipelines.progress import Progress
 from transforms.joining import MaskLabels
 from transforms.reading import expand_input
+from transforms.tuning import WorkerSetup
 from transforms.uris import redact_uri
 from transforms.writing import read_summary
 
@@ -214,18 +215,21 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
     writing.STOPPING.clear()
     checked = preflight(job)
     active.lease = take_lease(job, active.run_id, wait_for_lock, on_wait)
+    progress = None
     try:
         writing.remove_leftover_runs(job.target)
         with RunLog(job.target, active.run_id, debug) as run_log:
             p = beam.Pipeline(options=beam_options(beam_flags, checked.size.expanded, job.decode))
-            build_pipeline(p, job, checked.mask_labels, active.run_id)
+            dask = uses_dask(beam_flags)
+            progress = Progress(checked.size.stored, show=show_progress and not dask)
+            # The workers write progress files only where the launcher can read them: the local runner's.
+            worker = WorkerSetup.for_job(job.decode, str(progress.directory) if runs_here(p) else None)
+            build_pipeline(p, job, checked.mask_labels, active.run_id, worker)
             active.started_pids = descendants()
             active.pipeline_started = True
             log.info("%s %s started: %s -> %s", job.command, active.run_id, ", ".join(map(redact_uri, job.inputs)), redact_uri(job.output))
-            dask = uses_dask(beam_flags)
             try:
-                # On Dask the workers' progress files are not where the launcher looks (nor are Beam counters collected).
-                with Progress(checked.size.stored, show=show_progress and not dask), task_retries(dask):
+                with progress, task_retries(dask):
                     result = p.run()
                     try:
                         result.wait_until_finish()
@@ -244,12 +248,20 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
             summary = read_summary(job.target)
             log.info("%s %s published: %s", job.command, active.run_id, verdict_line(summary).strip())
     finally:
+        if progress is not None:
+            progress.remove()  # when the pipeline could not be built or started
         if active.lease is not None:
             active.lease.release()
             active.lease = None
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
     summary["log"] = run_log.final_path
     return summary
+
+
+def runs_here(p: beam.Pipeline) -> bool:
+    """Whether the runner's workers run on this machine (Beam's local runners): not Dataflow, not Dask
+    (whose workers may be anywhere)."""
+    return type(p.runner).__name__ in {"FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"}
 
 
 def _beam_workers(pids: set[int]) -> set[int]:

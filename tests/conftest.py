@@ -14,6 +14,21 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 os.environ["NO_GCE_CHECK"] = "true"
 
+# The fast inner loop (`pytest -m "not slow"`) runs each property test on a tenth of its examples; the
+# whole suite (CI, the README's command) runs them all. Set by pytest_configure, read at collection.
+FAST_LOOP = False
+
+
+def pytest_configure(config) -> None:
+    global FAST_LOOP
+    FAST_LOOP = "not slow" in (config.getoption("markexpr", "") or "")
+
+
+def examples(n: int) -> int:
+    """Hypothesis ``max_examples`` for a property test: ``n`` in the whole suite, n/10 (at least 10) in the fast loop."""
+    return max(10, n // 10) if FAST_LOOP else n
+
+
 
 @pytest.fixture(autouse=True)
 def _fresh_storage_memory():

@@ -226,6 +226,7 @@ def table_contents(out: Path) -> dict[str, list[tuple]]:
     return contents
 
 
+@pytest.mark.slow
 def test_framebeam_run_killed_at_any_moment_leaves_the_previous_output(sample, tmp_path):
     out = tmp_path / "out"
 

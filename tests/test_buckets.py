@@ -113,6 +113,7 @@ def published_run(fs, out: str) -> str:
     return run
 
 
+@pytest.mark.slow
 def test_s3_run_reads_and_writes_the_bucket_and_equals_local(s3, sample, local_tables, tmp_path):
     fs = s3.filesystem()
     fs.mkdir(BUCKET)
@@ -137,6 +138,7 @@ def test_s3_endpoint_from_the_service_specific_variable(s3, sample, tmp_path, mo
     assert fs.exists(f"{BUCKET}/conv/{SUCCESS_MARKER}")
 
 
+@pytest.mark.slow
 def test_gcs_run_reads_and_writes_the_bucket_and_equals_local(gcs, sample, local_tables, tmp_path):
     fs = gcs.filesystem()
     fs.mkdir(BUCKET)
@@ -147,6 +149,7 @@ def test_gcs_run_reads_and_writes_the_bucket_and_equals_local(gcs, sample, local
     assert_same_tables(got, local_tables)
 
 
+@pytest.mark.slow
 def test_transient_faults_are_retried_and_tables_are_identical(s3_through_proxy: FaultProxy, moto_s3, sample, local_tables, tmp_path):
     fs = moto_s3.filesystem()  # set up directly against moto, not through the faults
     fs.mkdir(BUCKET)
@@ -160,6 +163,7 @@ def test_transient_faults_are_retried_and_tables_are_identical(s3_through_proxy:
     assert_same_tables(got, local_tables)
 
 
+@pytest.mark.slow
 def test_403_and_404_masks_become_findings_and_the_run_goes_on(s3_through_proxy: FaultProxy, moto_s3, sample, tmp_path):
     fs = moto_s3.filesystem()
     fs.mkdir(BUCKET)

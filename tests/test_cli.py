@@ -109,6 +109,7 @@ def test_beam_flags_pass_through(tmp_path):
     assert run_cli("convert", "--input", str(good), "--output", str(beside(tmp_path, "o")), "--job_name", "nightly-check") == 0
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_same_tables(mixed_shards, tmp_path):
     """Multi-process runner: every DoFn pickles, and results do not depend on the worker layout."""
     d, _ = mixed_shards

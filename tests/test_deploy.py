@@ -83,6 +83,7 @@ def dry_run_job(tmp_path_factory, no_network):
     return result.job
 
 
+@pytest.mark.slow
 def test_dataflow_dry_run_translates_the_whole_pipeline(dry_run_job):
     from apache_beam.portability import common_urns
 
@@ -95,6 +96,7 @@ def test_dataflow_dry_run_translates_the_whole_pipeline(dry_run_job):
     assert dry_run_job.proto.name and dry_run_job.proto.type_.name == "JOB_TYPE_BATCH"
 
 
+@pytest.mark.slow
 def test_dataflow_job_environment_carries_the_options(dry_run_job, no_network):
     """Dataflow's Environment (what create_job sends) builds from the dry-run job without staging anything."""
     from apache_beam.runners.dataflow.internal import apiclient
@@ -139,6 +141,7 @@ def _pickled_payloads(pipeline):
             yield "windowing strategy", strategy.window_fn.urn, strategy.window_fn.payload
 
 
+@pytest.mark.slow
 def test_every_pickled_function_in_the_dataflow_graph_unpickles(dry_run_job):
     from apache_beam.internal import pickler
     from apache_beam.portability import python_urns

@@ -20,6 +20,7 @@ def in_memory() -> beam.Pipeline:
     return beam.Pipeline(options=beam_options(IN_MEMORY))
 
 
+@pytest.mark.slow
 def test_runtime_type_check_passes_a_whole_run_and_changes_no_row(tmp_path):
     write_sample(str(tmp_path / "data"))
     args = ["run", "--input", f"{tmp_path}/data/frames-*", "--mask-labels", f"{tmp_path}/data/mask_labels.json", "--quiet"]

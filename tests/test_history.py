@@ -448,6 +448,7 @@ def test_tables_lists_history(three_runs: Path, capsys) -> None:
     assert query(f"SELECT count(DISTINCT run_id) FROM read_parquet('{listed['history']}')")[0][0] == 3
 
 
+@pytest.mark.slow
 def test_keep_history_and_max_drift_thresholds(drawn: list[Path], tmp_path: Path) -> None:
     out = beside(tmp_path)
     frames = [write_frames(tmp_path / f"f{i}.jsonl", drawn[w], COLOURS) for i, w in enumerate(WINDOWS)]

@@ -169,6 +169,7 @@ def _plain_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_a_json_bomb_is_streamed_in_bounded_memory(tmp_path):
     """~60 MB of '[{},{},...]' in ~60 KB of gzip: parsed whole that is ~1.3 GB of Python dicts."""
     path = tmp_path / "bomb.json.gz"
@@ -271,6 +272,7 @@ def test_redirects_and_dot_segments_never_reach_outside_the_prefix(tmp_path, hos
         other.server_close()
 
 
+@pytest.mark.slow
 def test_the_report_preview_reads_through_the_checked_reader(tmp_path, hostile_http):
     """A mask decoded in the run whose URL now redirects elsewhere: the report must not follow it."""
     png = _sample_png(tmp_path)
@@ -310,6 +312,7 @@ def test_a_symlink_out_of_an_allowed_folder_is_not_read(tmp_path):
 
 # --- 5. bounded reads: regular files only, a byte cap, a time budget --------------------------------------
 
+@pytest.mark.slow
 def test_fifo_device_and_sparse_files_are_findings_not_hangs(tmp_path):
     png = _sample_png(tmp_path)
     masks = tmp_path / "masks"
@@ -338,6 +341,7 @@ def test_fifo_device_and_sparse_files_are_findings_not_hangs(tmp_path):
     assert "a FIFO" in messages["fifo"] and "character device" in messages["zero"]
 
 
+@pytest.mark.slow
 def test_endless_and_trickling_http_bodies_are_cut_at_the_cap_or_the_budget(tmp_path, hostile_http):
     png = _sample_png(tmp_path)
     hostile_http.routes.update({
@@ -397,6 +401,7 @@ def test_http_statuses_map_to_codes(tmp_path, hostile_http):
 
 # --- 2. bad credentials and unreachable storage are findings; the run goes on ------------------------------
 
+@pytest.mark.slow
 def test_s3_without_credentials_is_found_once_with_the_chain_tried(tmp_path, monkeypatch):
     for name in list(os.environ):
         if name.startswith("AWS_") and name != "AWS_EC2_METADATA_DISABLED":
@@ -421,6 +426,7 @@ def test_s3_without_credentials_is_found_once_with_the_chain_tried(tmp_path, mon
     assert "no AWS credentials" in message
 
 
+@pytest.mark.slow
 def test_unreachable_gcs_is_a_finding_found_once(tmp_path, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")  # nothing listens: no network
     from tests.servers import forget_cached_filesystems

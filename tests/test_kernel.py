@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as coco_mask
 
-from tests.conftest import REPO
+from tests.conftest import REPO, examples
 from transforms import kernel
 from transforms.decoding import MaskDecodeError, decode_mask_bytes, open_mask
 from transforms.statistics import _png_1bit, analyse_mask, analyse_mask_bytes, pack_rgb, unpack_rgb
@@ -228,7 +228,7 @@ def class_table(draw, packed: np.ndarray, max_size: int = 255):
 
 
 @given(st.data(), random_png(), st.sampled_from([0, 0, 1, 3, 40]))
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 def test_fused_png_pass_equals_the_reference(data, png_and_pixels, tolerance):
     png, packed = png_and_pixels
     assert np.array_equal(decode_mask_bytes(png).packed, packed)  # our writer is right: libspng agrees
@@ -242,7 +242,7 @@ def test_fused_png_pass_equals_the_reference(data, png_and_pixels, tolerance):
 
 
 @given(st.data(), st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1), st.sampled_from([0, 2, 30]))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_packed_pass_equals_the_reference(data, height, width, seed, tolerance):
     rng = np.random.default_rng(seed)
     n_colours = data.draw(st.integers(1, 300))
@@ -316,7 +316,7 @@ def test_large_mask_equals_the_reference(colour_type):
 
 
 @given(random_png(max_side=24), st.data())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_damaged_pixel_data_with_valid_crcs_ends_like_the_reference_decoder(png_and_pixels, data):
     """Flip bytes of the *inflated* scanlines (filter bytes included), cut or pad them, recompress and
     fix the CRCs, so the damage gets past the chunk walk into the kernel. Lie about the size in IHDR.

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.conftest import beside, query, run_cli, table
+from tests.conftest import beside, examples, query, run_cli, table
 from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.mask_requests import too_many_masks
 from transforms.statistics import analyse_mask, analyse_mask_bytes
@@ -63,7 +63,7 @@ def test_many_brackets_that_do_not_nest_are_not_too_deep():
 
 @given(st.recursive(st.integers() | st.text(max_size=3), lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=3), kids, max_size=3)),
        st.integers(1, 12))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_nesting_exceeds_agrees_with_a_recursive_definition(value, limit):
     def depth(v: object) -> int:
         if isinstance(v, dict):
@@ -175,7 +175,7 @@ def kernel_loaded():
 
 
 @given(_mutations())
-@settings(max_examples=300, deadline=PER_EXAMPLE_S * 1000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=PER_EXAMPLE_S * 1000, suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_pngs_decode_or_fail_with_a_finding_code_never_hang_or_blow_up(kernel_loaded, data):
     started = time.monotonic()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -280,6 +280,7 @@ def test_unreadable_class_table_and_baseline_fail_before_any_work(sample, tmp_pa
     assert not out.exists()  # nothing was created for a refused run
 
 
+@pytest.mark.slow
 def test_a_second_run_into_an_owned_output_replaces_only_its_own_files(sample, tmp_path):
     out = tmp_path / "out"
     assert run_cli(*run_args(sample, out, "--quiet", beam=False)) == 0

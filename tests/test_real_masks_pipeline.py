@@ -12,6 +12,8 @@ from PIL import Image
 
 from tests.conftest import beside, query, run_cli, table
 
+pytestmark = pytest.mark.slow  # every real mask through a whole run; tests/test_real_masks.py keeps a few masks in the fast loop
+
 FOLDERS = ("camvid", "dubai_aerial", "voc")
 
 

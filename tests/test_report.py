@@ -291,6 +291,7 @@ def rendered(outputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return {"screenshot": shot, "dom": dom.stdout}
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_charts(rendered: dict[str, object]) -> None:
     dom = str(rendered["dom"])
     assert len(bars_in(dom, "label-frequency")) == len(LABEL_FRAMES)
@@ -299,6 +300,7 @@ def test_chromium_renders_the_charts(rendered: dict[str, object]) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom  # still text after parsing, never a script
 
 
+@pytest.mark.slow
 def test_chromium_screenshot_shows_a_page(rendered: dict[str, object]) -> None:
     image = np.asarray(Image.open(rendered["screenshot"]).convert("RGB"))
     assert image.shape[:2] == (2400, 1280)
@@ -331,6 +333,7 @@ def many(tmp_path_factory: pytest.TempPathFactory):
     return data, out
 
 
+@pytest.mark.slow
 def test_150_classes_every_present_class_ranked_and_the_never_present_listed(many) -> None:
     import html as html_lib
 
@@ -348,6 +351,7 @@ def test_150_classes_every_present_class_ranked_and_the_never_present_listed(man
     assert 'class="classes scroll"' in page  # a long table scrolls instead of being cut
 
 
+@pytest.mark.slow
 def test_150_classes_nothing_is_clipped_in_chromium(many, tmp_path: Path) -> None:
     from tests.browser import layout_check
 

@@ -37,6 +37,7 @@ def long_history(tmp_path_factory) -> dict:
     return {"page": page, "path": path, "history": history, "runs": runs}
 
 
+@pytest.mark.slow
 def test_report_stays_small(long_history: dict) -> None:
     size = len(long_history["page"].encode("utf-8"))
     assert size < 2 * 1024 * 1024, size
@@ -44,6 +45,7 @@ def test_report_stays_small(long_history: dict) -> None:
     assert len(trends.encode()) < 200 * 1024  # the section itself: summaries, not rows
 
 
+@pytest.mark.slow
 def test_one_verdict_per_run_and_sparklines(long_history: dict) -> None:
     els = elements(long_history["page"])
     cells = [a for tag, a, inside in els if tag == "rect" and a.get("class") == "verdict-cell" and "run-history" in inside]
@@ -55,6 +57,7 @@ def test_one_verdict_per_run_and_sparklines(long_history: dict) -> None:
     assert {"trend-drift-linf", "trend-drift-js", "trend-drift-psi", "trend-drift-label-js"} <= ids
 
 
+@pytest.mark.slow
 def test_labels_that_moved_most_match_a_plain_recomputation(long_history: dict) -> None:
     runs = sorted(long_history["runs"].to_pylist(), key=lambda r: r["published_at"])
     order = {r["run_id"]: i for i, r in enumerate(runs)}
@@ -69,6 +72,7 @@ def test_labels_that_moved_most_match_a_plain_recomputation(long_history: dict) 
     assert shown == expected
 
 
+@pytest.mark.slow
 def test_label_names_are_escaped(long_history: dict) -> None:
     page = long_history["page"]
     assert EVIL_LABEL not in page

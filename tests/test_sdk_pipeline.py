@@ -13,6 +13,8 @@ from tests.conftest import beside, query, run_cli, table
 pytest.importorskip("clearml", reason="clearml (test extra) builds the frames: pip install -e '.[test]'")
 from tests.sdk_frames import sdk_frames  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a whole run over SDK-built frames; tests/test_sdk_frames.py is the fast part
+
 
 def reference_stats(path: str, rgb: tuple[int, int, int]) -> tuple:
     """Count, bbox (x1/y1 exclusive) and centroid of one colour, the obvious way."""

@@ -76,6 +76,7 @@ def secret_frames(s3_through_proxy: FaultProxy, moto_s3, tmp_path: Path) -> str:
     return f"s3://{BUCKET}/data/frames.jsonl"
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_any_output_or_log(secret_frames, moto_s3, tmp_path, capfd, caplog):
     caplog.set_level(logging.DEBUG)
     options = json.dumps({"key": OPTIONS_KEY_ID, "secret": OPTIONS_SECRET})

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
+from tests.conftest import examples
 from transforms.shapes import label_image_from_packed, label_runs, parse_poly, pixels_outside, shape_stats
 from transforms.statistics import nearest_colour, pack_rgb
 
@@ -63,7 +64,7 @@ def label_images(draw, max_side: int = 40):
     return with_undeclared(values, n), n
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(label_images(), st.integers(1, 6))
 def test_components_holes_sizes_and_specks_equal_scipy(case, min_pixels):
     labels, n = case
@@ -184,7 +185,7 @@ def polys(draw):
     return out
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(label_images(max_side=40), polys())
 def test_pixels_outside_equal_a_per_pixel_reference(case, poly_list):
     labels, n = case
@@ -228,7 +229,7 @@ def test_unusable_polys():
 
 # --- the stand-in label image --------------------------------------------------------------------------
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3)), min_size=0, max_size=6, unique=True),
        arrays(np.uint8, st.tuples(st.integers(1, 12), st.integers(1, 12), st.just(3)), elements=st.integers(0, 4)),
        st.integers(0, 2))

@@ -51,6 +51,7 @@ def label_stats(out) -> dict:
     return {(fid, label): tuple(rest) for fid, label, *rest in rows}
 
 
+@pytest.mark.slow
 def test_shape_columns_findings_and_summary(inputs, tmp_path):
     out = tmp_path / "out"
     assert run_cli("run", "--input", str(inputs / "f.jsonl"), "--output", str(out), "--quiet") == 0

@@ -123,6 +123,7 @@ def test_uris_outside_the_policy_give_uri_not_allowed_and_nothing_is_read(hostil
         assert path.stat().st_atime < time.time() - DAY, f"{name}: {path} was read although its URI is refused"
 
 
+@pytest.mark.slow
 def test_http_is_read_only_with_allow_http(hostile_dataset, tmp_path):
     """The same http URI, now allowed: the request reaches the server (so the proof above can fail)."""
     data, proxy = hostile_dataset["data"], hostile_dataset["proxy"]

@@ -41,6 +41,7 @@ def test_summary_counts_equal_the_issues_table(baseline):
     assert (baseline / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_thresholds(sample, baseline, tmp_path):
     summary = json.loads((baseline / "summary.json").read_text())
     errors, warnings = summary["findings"]["error"], summary["findings"]["warning"]
@@ -53,6 +54,7 @@ def test_thresholds(sample, baseline, tmp_path):
     assert run_cli("validate", *args(sample, out, "--quiet", "--max-errors", "999", "--max-error-rate", f"{rate + 0.01:.4f}")) == 0
 
 
+@pytest.mark.slow
 def test_drift_against_a_baseline(sample, baseline, tmp_path):
     """Drop every 'person' ROI and recolour 'car': person vanishes, car changes colour, the distribution shifts."""
     changed = tmp_path / "changed"
@@ -104,6 +106,7 @@ def test_progress_lines_when_not_a_terminal(sample, tmp_path, capsys, monkeypatc
     assert all("findings" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_quiet_prints_nothing(sample, tmp_path, capsys):
     assert run_cli("run", *args(sample, tmp_path / "out", "--quiet")) == 0
     captured = capsys.readouterr()

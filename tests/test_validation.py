@@ -59,6 +59,7 @@ import json  # noqa: E402
 import orjson  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
+from tests.conftest import examples  # noqa: E402
 from transforms.validation import validate_record  # noqa: E402
 
 json_values = st.recursive(
@@ -82,19 +83,19 @@ def _accounted(data: bytes) -> None:
             assert f.code in CODES
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_raise(data):
     _accounted(data)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(json_values)
 def test_random_json_never_raises(value):
     _accounted(json.dumps(value).encode())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.sampled_from(FRAME_KEYS + NESTED_PATHS), json_values)
 def test_random_type_at_every_key_never_raises(path, value):
     frame = orjson.loads(BASE_RAW)
@@ -106,7 +107,7 @@ def test_random_type_at_every_key_never_raises(path, value):
     _accounted(json.dumps(frame).encode())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.integers(min_value=0, max_value=len(BASE_RAW)), st.integers(min_value=0, max_value=len(BASE_RAW) - 1), st.integers(0, 255))
 def test_truncated_and_flipped_records_never_raise(cut, pos, byte):
     _accounted(BASE_RAW[:cut])

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from tests.bad_records import BAD_RECORDS, BASE_RAW
+from tests.conftest import examples
 from transforms.flattening import chunk_tables, frame_issue_rows
 from transforms.joining import join_frame
 from transforms.reading import iter_shard
@@ -68,6 +69,19 @@ def test_sample(tmp_path: Path):
 def test_hostile_corpus():
     taken = [agree(bad.raw) for bad in BAD_RECORDS]
     assert any(taken) and not all(taken)
+
+
+@pytest.mark.parametrize("record", [
+    b'{"id": "a", "sources": [{"id": "s", "uri": "x.png"}], "rois": [], "meta": {"big": 1e400}}',
+    b'{"id": "a", "sources": [{"id": "s", "uri": "x.png", "meta": {"n": -2E+999}}], "rois": []}',
+    b'{"id": "a", "sources": [{"id": "s", "uri": "x.png"}], "rois": [], "exporter": {"v": 1e308, "w": 9e9999}}',
+])
+def test_a_number_beyond_a_double_is_the_same_finding_on_both_paths(record):
+    # msgspec keeps metas and unknown keys as raw text, so the fast path once passed 1e400 in a .jsonl shard
+    # while the same record in a .json array said json_nan_or_infinity.
+    assert fast_path(record, "mem://s.jsonl", 7) is None
+    frame, finding = slow_path(record, "mem://s.jsonl", 7)
+    assert frame is None and finding.code == "json_nan_or_infinity"
 
 
 @pytest.mark.xfail(strict=True, reason="known, not yet understood: hypothesis found this record, which the fast path "
@@ -141,14 +155,14 @@ def _paths(value, prefix=()):
             yield from _paths(v, prefix + (i,))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(valid_frames())
 def test_valid_frames(frame):
     assert agree(json.dumps(frame, ensure_ascii=False).encode())  # a \\u escape of a surrogate pair goes the slow way
     agree(json.dumps(frame).encode())
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(valid_frames(), st.builds(lambda: orjson.loads(BASE_RAW))), st.data())
 def test_near_valid_frames(frame, data):
     paths = list(_paths(frame))

@@ -27,6 +27,8 @@ from tests.conftest import beside, query, run_cli, table
 from tests.videos import PALETTE, moving_blob_masks, unpack_rgb, write_h264_video, write_lossless_video
 from transforms.masks import DecodeOptions
 
+pytestmark = pytest.mark.slow  # whole runs over generated videos; tests/test_video.py is the fast part
+
 WIDTH, HEIGHT = 64, 48
 NTSC = Fraction(30000, 1001)
 BLOB_COLOURS = [PALETTE[1 + i] for i in range(4)]  # the colours moving_blob_masks(blobs=4) draws

@@ -3,7 +3,6 @@ the two tables with many rows per frame)."""
 from __future__ import annotations
 
 import functools
-import gc
 
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -19,29 +18,6 @@ from transforms.reading import RawRecord
 from transforms.schema import TABLES, FrameRow, IssueRow, MaskRow
 from transforms.uris import redact_uri, resolve_uri
 from transforms.validation import meta_texts, raw_text
-
-CHUNK_GC_THRESHOLD = 200_000
-
-
-def chunk_gc(fn):
-    """Run a chunk function with the garbage collector's young-generation threshold raised.
-
-    A chunk allocates ~100,000 small acyclic objects (freed by reference counting) that live until
-    the chunk is done. At Python's default threshold (700 allocations) the collector scanned each
-    chunk's live objects two or three times: 0.9 s of a 7 s in-process convert of 20,000 frames,
-    counted with gc.callbacks. Pausing the collector inside the function did not help: it scanned
-    everything the moment it was re-enabled. So the first chunk function a process runs raises the
-    threshold to 200,000 for the whole process (GC then took 0.12 s of that convert); cyclic garbage
-    is still collected, in larger batches. A collector someone disabled stays disabled.
-    """
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        threshold, *older = gc.get_threshold()
-        if 0 < threshold < CHUNK_GC_THRESHOLD:
-            gc.set_threshold(CHUNK_GC_THRESHOLD, *older)
-        return fn(*args, **kwargs)
-    return wrapper
-
 
 class TableRows(NamedTuple):
     """Rows for one table; what every step hands to WriteTables: the table's row type (``schema.ROW_TYPES``),
@@ -272,7 +248,6 @@ def _from_columns(table: str, columns: list) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-@chunk_gc
 def rows_to_table(table: str, rows: Sequence[tuple]) -> pa.Table:
     schema = TABLES[table]
     if not rows:

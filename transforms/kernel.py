@@ -1,7 +1,7 @@
 """The mask kernel: every pixel classified into a label index in one pass, whatever the size of the class table.
 
 Compiled with numba (``cache=True``: the machine code is kept on disk, so a fresh worker loads it in
-milliseconds instead of compiling for seconds; see ``cache_dir``). Two entry points feed one
+milliseconds instead of compiling for seconds; see ``tuning.numba_cache_dir``). Two entry points feed one
 classifier:
 
 * ``png_pass``: the inflated PNG scanlines (``deflate.zlib_decompress`` of the IDAT data), defiltered
@@ -30,45 +30,15 @@ read or write); filter bytes > 4 and palette indices past the palette stop the p
 """
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from transforms.tuning import use_numba_cache
 
-def cache_dir() -> str | None:
-    """Where numba keeps compiled code: beside this file when writable, else a per-user cache folder.
+use_numba_cache()  # before the decorators below: numba fixes a function's cache folder when it is decorated
 
-    numba's own fallback when ``__pycache__`` is not writable is ~/.cache, which may be unwritable too on
-    a locked-down worker (then every process would compile again: ~5 s). An explicit NUMBA_CACHE_DIR wins.
-    """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return os.environ["NUMBA_CACHE_DIR"]
-    here = Path(__file__).resolve().parent
-    pycache = here / "__pycache__"
-    if os.access(pycache if pycache.exists() else here, os.W_OK):
-        return None
-    fallback = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "framebeam-numba"
-    try:
-        fallback.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        fallback = Path(tempfile.gettempdir()) / f"framebeam-numba-{os.getuid()}"
-        fallback.mkdir(parents=True, exist_ok=True)
-    return str(fallback)
-
-
-_CACHE_DIR = cache_dir()
-if _CACHE_DIR and "numba" not in sys.modules:  # numba reads NUMBA_CACHE_DIR once, at import
-    os.environ["NUMBA_CACHE_DIR"] = _CACHE_DIR
-
-import numba  # noqa: E402
 from numba import njit  # noqa: E402
-
-if _CACHE_DIR and numba.config.CACHE_DIR != _CACHE_DIR:  # numba was imported before us
-    numba.config.CACHE_DIR = _CACHE_DIR
 
 EMPTY = np.uint32(0xFFFFFFFF)  # no 24-bit colour has this value: an empty hash slot, or a palette hole
 MAX_DECLARED = 65534  # uint16 label image: 65535 means undeclared

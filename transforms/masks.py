@@ -38,6 +38,7 @@ from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
 from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
 from transforms.summary import LabelSummaryFn, RunCountsFn, label_distributions, label_summary_rows, resolve_labels, summary_findings
+from transforms.tuning import WorkerSetup
 from transforms.uris import UriPolicy, redact_uri
 
 if TYPE_CHECKING:
@@ -409,10 +410,12 @@ def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False)
 class DecodeAndMeasureFn(beam.DoFn):
     """(read URI, requests) -> the rows and tagged outputs of every request of that mask object."""
 
-    def __init__(self, options: DecodeOptions):
+    def __init__(self, options: DecodeOptions, worker: WorkerSetup = WorkerSetup()):
         self.options = options
+        self.worker = worker
 
     def setup(self):
+        self.worker.apply()  # malloc tuning for the mask buffers, GC, the progress folder
         # The mask kernel's machine code loads once per worker process (~0.5 s of CPU from numba's on-disk
         # cache, bench/first_mask_bench.py): here, not inside the first mask's --mask-decode-timeout.
         from transforms import kernel, shapes
@@ -453,6 +456,7 @@ class DecodeMasks(beam.PTransform):
 
     options: DecodeOptions = field(default_factory=DecodeOptions)
     mask_labels: MaskLabels | None = None  # the class table: its classes absent from every mask still get a summary row
+    worker: WorkerSetup = WorkerSetup()
 
     def __post_init__(self):
         super().__init__()
@@ -465,7 +469,7 @@ class DecodeMasks(beam.PTransform):
             joined.mask_requests
             | "KeyByObject" >> beam.Map(lambda req: (group_key(req, opts.video_segment_ms), req)).with_output_types(th.Tuple[str, MaskRequest])
             | "GroupByObject" >> beam.GroupByKey()
-            | "DecodeAndMeasure" >> beam.ParDo(DecodeAndMeasureFn(opts)).with_output_types(Tagged)
+            | "DecodeAndMeasure" >> beam.ParDo(DecodeAndMeasureFn(opts, self.worker)).with_output_types(Tagged)
         )
         frames = (
             {"frame": joined.pending_frames, "counts": decoded | "FrameCounts" >> only(FRAME_COUNTS, th.Tuple[th.Tuple[str, int], tuple])}

@@ -1,9 +1,10 @@
 """Progress counters from the workers: Beam counters everywhere, plus a local file for a live line.
 
 On Dataflow the counters show on the job page (namespace ``framebeam``). On the local runner the
-launcher cannot read Beam counters until a stage ends, so when ``FRAMEBEAM_PROGRESS_DIR`` is set each
-worker process also keeps its totals in ``<dir>/<pid>.json`` (rewritten at most once a second),
-which ``pipelines.progress`` sums into the live line.
+launcher cannot read Beam counters until a stage ends, so it passes a folder in the pipeline
+(``tuning.WorkerSetup.progress_dir``, handed to ``use`` by the DoFns' set-up) and each worker process
+also keeps its totals in ``<dir>/<pid>.json`` (rewritten at most once a second), which
+``pipelines.progress`` sums into the live line.
 """
 from __future__ import annotations
 
@@ -16,14 +17,24 @@ import orjson
 from apache_beam.metrics import Metrics
 
 NAMESPACE = "framebeam"
-ENV_DIR = "FRAMEBEAM_PROGRESS_DIR"
 KINDS = ("records", "bytes", "frames", "planned", "masks", "findings")  # planned: masks to decode; masks: decoded
 
 _totals: Counter = Counter()
 _lock = threading.Lock()
 _last_write = 0.0
 _directory: str | None = None  # the run the totals belong to
+_current: str | None = None  # the folder of the run this process works for (None: no live line)
 _counters = {kind: Metrics.counter(NAMESPACE, kind) for kind in KINDS}
+
+
+def use(directory: str | None) -> None:
+    """The progress folder of the run this process now works for (None: counters only)."""
+    global _current
+    _current = directory
+
+
+def current() -> str | None:
+    return _current
 
 
 def note(**amounts: int) -> None:
@@ -32,7 +43,7 @@ def note(**amounts: int) -> None:
     for kind, n in amounts.items():
         if n:
             _counters[kind].inc(n)
-    directory = os.environ.get(ENV_DIR)
+    directory = _current
     if not directory:
         return
     global _directory
@@ -50,7 +61,7 @@ def note(**amounts: int) -> None:
 
 
 def flush(directory: str | None = None, snapshot: dict | None = None) -> None:
-    directory = directory or os.environ.get(ENV_DIR)
+    directory = directory or _current
     if not directory:
         return
     if snapshot is None:

@@ -33,7 +33,8 @@ the same even-odd rule over all their edges (a part inside another is a hole; di
 simply several pieces). When several ROIs declare the same colour for one mask, a pixel is inside
 when it is inside any of their polys. See docs/SHAPES.md.
 
-Compiled with numba (``cache=True``: compiled once per machine, then loaded from ``__pycache__``).
+Compiled with numba (``cache=True``: compiled once per machine, then loaded from ``__pycache__`` or
+``tuning.numba_cache_dir``).
 """
 from __future__ import annotations
 
@@ -42,7 +43,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+
+from transforms.tuning import use_numba_cache
+
+use_numba_cache()  # before the decorators below (see transforms.kernel)
+
+from numba import njit  # noqa: E402
 
 POLY_SEPARATOR = -999999999.0
 MIN_RUNS_CAPACITY = 1024

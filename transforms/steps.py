@@ -22,13 +22,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.coders import ChunkCoder
 from transforms.findings import Finding
-from transforms.flattening import TableRows, chunk_gc, chunk_tables, finding_row, frame_issue_rows, frame_row, record_problem_row
+from transforms.flattening import TableRows, chunk_tables, finding_row, frame_issue_rows, frame_row, record_problem_row
 from transforms.joining import MaskLabels, join_frame
 from transforms.mask_requests import MaskRequest, plan_masks, too_many_masks
 from transforms.portable import MAIN, SPREAD_BUCKETS, Gather, Spread, Tagged, only, tag_outputs
 from transforms.reading import ReadLimits, RecordChunk, ShardPart, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.schema import IssueRow
 from transforms.storage import Target
+from transforms.tuning import WorkerSetup
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
 from transforms import progress, writing
@@ -49,7 +50,6 @@ class ValidatedChunk(NamedTuple):
 
 # --- plain functions, one chunk at a time --------------------------------------------------------------
 
-@chunk_gc
 def validate_chunk(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> ValidatedChunk:
     """Parse and validate every record of a chunk; what is not a frame becomes an issues row."""
     shard = chunk.shard
@@ -110,7 +110,6 @@ class JoinOptions:
     slice_by: tuple[str, ...] = ()
 
 
-@chunk_gc
 def join_chunk(chunk: ValidatedChunk, options: JoinOptions) -> list[Any]:
     """Join and flatten a validated chunk.
 
@@ -226,21 +225,46 @@ def _part_bucket(part: ShardPart) -> int:
     return zlib.crc32(f"{part.uri}\x00{part.start}".encode("utf-8", "surrogatepass"))
 
 
+class SetUpWorker(beam.DoFn):
+    """A DoFn whose ``setup`` gives its worker process the run's WorkerSetup (GC, malloc, progress folder)."""
+
+    def __init__(self, worker: WorkerSetup):
+        self.worker = worker
+
+    def setup(self):
+        self.worker.apply()
+
+
 class Validate(beam.PTransform):
     """Chunks of raw records -> ValidatedChunk (parsed, checked, normalised frames + unparsable records)."""
 
-    def __init__(self, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH):
+    def __init__(self, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH, worker: WorkerSetup = WorkerSetup()):
         super().__init__()
         self.max_json_depth = max_json_depth
+        self.worker = worker
 
     def expand(self, chunks):
-        return chunks | "ParseAndCheck" >> beam.Map(_validate_and_count, self.max_json_depth).with_output_types(ValidatedChunk)
+        return chunks | "ParseAndCheck" >> beam.ParDo(ValidateFn(self.worker, self.max_json_depth)).with_output_types(ValidatedChunk)
 
 
-def _validate_and_count(chunk: RecordChunk, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH) -> ValidatedChunk:
-    validated = validate_chunk(chunk, max_json_depth)
-    progress.note(records=len(chunk.records), bytes=sum(len(r.data) for r in chunk.records), frames=len(validated.frames))
-    return validated
+class ValidateFn(SetUpWorker):
+    def __init__(self, worker: WorkerSetup, max_json_depth: int = DEFAULT_MAX_JSON_DEPTH):
+        super().__init__(worker)
+        self.max_json_depth = max_json_depth
+
+    def process(self, chunk: RecordChunk):
+        validated = validate_chunk(chunk, self.max_json_depth)
+        progress.note(records=len(chunk.records), bytes=sum(len(r.data) for r in chunk.records), frames=len(validated.frames))
+        yield validated
+
+
+class JoinFn(SetUpWorker):
+    def __init__(self, worker: WorkerSetup, options: JoinOptions):
+        super().__init__(worker)
+        self.options = options
+
+    def process(self, chunk: ValidatedChunk):
+        yield from tag_outputs(join_chunk(chunk, self.options))
 
 
 for _chunk_type in (RecordChunk, ValidatedChunk, TableRows):
@@ -265,14 +289,14 @@ class JoinMasks(beam.PTransform):
     """
 
     options: JoinOptions = field(default_factory=JoinOptions)
+    worker: WorkerSetup = WorkerSetup()
 
     def __post_init__(self):
         super().__init__()
 
     def expand(self, validated) -> Joined:
         # One output, branches selected by tag: runners need not split multi-output ParDos (Dask does not).
-        out = validated | "JoinAndFlatten" >> beam.FlatMap(lambda chunk, o: tag_outputs(join_chunk(chunk, o)), self.options) \
-            .with_output_types(Tagged)
+        out = validated | "JoinAndFlatten" >> beam.ParDo(JoinFn(self.worker, self.options)).with_output_types(Tagged)
         duplicates = (
             out
             | "JoinedFrameIds" >> only(FRAME_IDS, typehints.Tuple[int, FrameIdBatch])
@@ -293,10 +317,12 @@ def _as_rows(table: str, rows: list) -> list[TableRows]:
     return [TableRows(table, rows)] if rows else []
 
 
-class WriteParquetFn(beam.DoFn):
+class WriteParquetFn(SetUpWorker):
     """Buffers each bundle's rows per table and writes them as Parquet files into staging."""
 
-    def __init__(self, directory: Target, max_rows: int = 150_000, max_bytes: int = 32 * 1024 * 1024):
+    def __init__(self, directory: Target, max_rows: int = 150_000, max_bytes: int = 32 * 1024 * 1024,
+                 worker: WorkerSetup = WorkerSetup()):
+        super().__init__(worker)
         self.directory = directory  # pickled as URL and options; its filesystem is made on the worker
         self.max_rows = max_rows
         self.max_bytes = max_bytes  # flushed by bytes too: crop rows of big masks are large
@@ -373,6 +399,7 @@ class WriteTables(beam.PTransform):
     keep_history: int = 30
     # False for runners that drop finish_bundle's outputs (see WriteGroupFn): rows are grouped before writing.
     bundle_outputs: bool = True
+    worker: WorkerSetup = WorkerSetup()
 
     def __post_init__(self):
         super().__init__()
@@ -408,7 +435,7 @@ class WriteTables(beam.PTransform):
         if self.bundle_outputs:
             written, counted = [], []
             for rows, write_label, count_label in to_write:
-                written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging))
+                written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, worker=self.worker))
                                .with_output_types(writing.WrittenFile))
                 counted.append(rows | count_label >> beam.Map(lambda item: writing.finding_counts([item])).with_output_types(dict))
             files = tuple(written) | "AllFiles" >> beam.Flatten()
@@ -423,7 +450,7 @@ class WriteTables(beam.PTransform):
                 | "AllRows" >> beam.Flatten()
                 | "KeyForWriting" >> beam.ParDo(KeyForWriting()).with_output_types(typehints.Tuple[typehints.Tuple[str, int], TableRows])
                 | "GroupForWriting" >> beam.GroupByKey()
-                | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging)).with_output_types(Tagged)
+                | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging, worker=self.worker)).with_output_types(Tagged)
             )
             gathered = (
                 {"written": written, "extras": extras, "history": history}

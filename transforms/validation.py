@@ -157,8 +157,14 @@ def _reject_constant(name: str):
     raise _NonFinite(name)
 
 
-# A number that may overflow a double: orjson silently reads 1e999 as inf, which JSON cannot hold.
-_MAYBE_OVERFLOW = re.compile(rb"[0-9][eE]\+?[0-9]{3}|[0-9]{309}")
+# A number that may overflow a double: orjson silently reads 1e999 as inf, which JSON cannot hold. Two
+# searches: as one alternation the regex costs 12 us on an 800-byte record, as two 7 us.
+_BIG_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3}")
+_LONG_DIGITS = re.compile(rb"[0-9]{309}")
+
+
+def maybe_overflow(data: bytes) -> bool:
+    return _BIG_EXPONENT.search(data) is not None or _LONG_DIGITS.search(data) is not None
 
 
 def _reject_overflow(text: str) -> float:
@@ -168,11 +174,21 @@ def _reject_overflow(text: str) -> float:
     return value
 
 
+def overflows(data: bytes) -> bool:
+    """True when a number of the record (not a string that looks like one: maybe_overflow's false positives,
+    like an id '0E000') is beyond a double, or the record does not parse here: the slow path then decides."""
+    try:
+        json.loads(data, parse_constant=_reject_constant, parse_float=_reject_overflow)
+    except (ValueError, RecursionError, UnicodeDecodeError):  # _NonFinite is a ValueError
+        return True
+    return False
+
+
 def parse_record(data: bytes) -> tuple[Any, Finding | None]:
     """orjson first (fast, strict); on failure, say precisely why so users can fix the exporter."""
     try:
         value = orjson.loads(data)
-        if not _MAYBE_OVERFLOW.search(data):
+        if not maybe_overflow(data):
             return value, None
     except orjson.JSONDecodeError as e:
         msg = str(e)
@@ -336,6 +352,8 @@ def fast_path(data: bytes, shard: str, line: int,
     needs the slow path."""
     if b"\\ud" in data or b"\\uD" in data:
         return None  # a surrogate escape: msgspec takes a lone one, which is no text (the slow path says json_invalid_utf8)
+    if maybe_overflow(data) and overflows(data):
+        return None  # 1e400: msgspec keeps it as text in raw metas and skips unknown keys; the slow path names it
     try:
         doc = _DECODER.decode(data)
         if not data.isascii():
