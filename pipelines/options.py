@@ -138,7 +138,7 @@ def add_job_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                                  "linf (the default: L-infinity distance of the label distributions, 0..1), js (their "
                                  "Jensen-Shannon divergence in bits, 0..1), psi (population stability index, >= 0), label_js "
                                  "(the largest JS divergence of one label's pixel-fraction histograms, 0..1) or shape_js (the "
-                                 "largest JS divergence of one label's histograms of components or holes per mask, 0..1). Repeatable.")
+                                 "largest JS divergence of one label's histograms of components, holes or largest-component share per mask, 0..1). Repeatable.")
         parser.add_argument("--slice-by", dest="slice_by", type=_slice_key, action="append", default=[], metavar="KEY",
                             help="Also summarise labels per slice: source_id, context_id or meta.<path> (the frame's meta); "
                                  "writes label_summary_by_slice and per-slice drift. Repeatable.")

@@ -34,7 +34,8 @@ def synthetic_history(runs: int = 30, classes: int = 150, masks: int = 2_000, se
             holes = rng.multinomial(int(present[i]), shape[i][::-1])
             profiles[(name,)] = LabelProfile((name,), (colour,), masks, masks, int(present[i]), int(present[i]) * 5_000,
                                              0.05, 0.04, 0.2, 3.0, 1.0, fraction_hist=tuple(int(x) for x in hist),
-                                             components_hist=tuple(int(x) for x in components), holes_hist=tuple(int(x) for x in holes))
+                                             components_hist=tuple(int(x) for x in components), holes_hist=tuple(int(x) for x in holes),
+                                             largest_share_hist=tuple(int(x) for x in rng.multinomial(int(present[i]), np.full(10, 0.1))))
         drift = None
         if previous is not None:
             result = compare_profiles(profiles, previous)

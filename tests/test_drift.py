@@ -121,7 +121,7 @@ def test_shape_histograms_js_and_threshold() -> None:
     assert car["components_js"] == pytest.approx(expected) and car["holes_js"] == 0.0 and car["shape_js"] == pytest.approx(expected)
     assert road["components_js"] == 0.0 and road["holes_js"] is None and road["shape_js"] == 0.0
     assert result["shape_js"] == pytest.approx(expected) and result["shape_js_labels"] == ["car"]
-    assert result["shape_bins"].endswith("0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256+")
+    assert "0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256+;" in result["shape_bins"]
     result["breaches"] = check_thresholds(result, {"shape_js": 0.1, "label_js": 0.0})
     assert [b["metric"] for b in result["breaches"]] == ["shape_js"]
     (row,) = drift_findings(result, "b1")
@@ -292,17 +292,21 @@ def test_baseline_shapes_from_label_stats(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     rows = [stats_row("a.jsonl", i, ["car"], CAR, 100) for i in range(5)] + [stats_row("a.jsonl", 9, ["car"], CAR, 0)]
-    shapes = [(1, 0), (1, 0), (6, 2), (300, 1), (None, None), (None, None)]  # the row without pixels has none
+    shapes = [(1, 0, 100), (1, 0, 100), (6, 2, 35), (300, 1, 9), (None, None, None), (None, None, None)]  # no pixels: none
     names = [f.name for f in LABEL_STATS]
-    rows = [tuple((dict(zip(names, r)) | {"components": c, "holes": k}).values()) for r, (c, k) in zip(rows, shapes)]
+    rows = [tuple((dict(zip(names, r)) | {"components": c, "holes": k, "largest_component_pixels": big}).values())
+            for r, (c, k, big) in zip(rows, shapes)]
     out = write_output(tmp_path / "old", {"label_stats": rows})
     car = read_baseline(out, str(tmp_path / "unused")).profile.labels[("car",)]
     assert car.components_hist == (0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1) and car.holes_hist == (2, 1, 1) + (0,) * 9
     assert car.components_mean == pytest.approx(308 / 4) and car.holes_mean == pytest.approx(3 / 4)
-    table = pq.read_table(tmp_path / "old" / "label_stats" / "part-00000.parquet").drop_columns(["components", "holes"])
+    assert car.largest_share_hist == (1, 0, 0, 1) + (0,) * 5 + (2,)  # shares 1, 1, .35, .09 of 100 pixels
+    table = pq.read_table(tmp_path / "old" / "label_stats" / "part-00000.parquet").drop_columns(
+        ["components", "holes", "largest_component_pixels"])
     pq.write_table(table, tmp_path / "old" / "label_stats" / "part-00000.parquet")
     older = read_baseline(out, str(tmp_path / "unused")).profile.labels[("car",)]
-    assert older.components_hist is None and older.holes_hist is None and older.masks_present == 5
+    assert older.components_hist is None and older.holes_hist is None and older.largest_share_hist is None
+    assert older.masks_present == 5
     result = compare_profiles(profiles(profile("car", 4, components_hist=car.components_hist)), {("car",): older})
     assert result["shape_js"] is None and result["per_label"][0]["components_js"] is None
 

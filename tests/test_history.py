@@ -110,7 +110,7 @@ def plain_hist_js(a: np.ndarray, b: np.ndarray) -> float | None:
     return plain_js({i: x / a.sum() for i, x in enumerate(a) if x}, {i: x / b.sum() for i, x in enumerate(b) if x})
 
 
-SHAPE_NAMES = ("components", "holes")
+SHAPE_NAMES = ("components", "holes", "largest_share")
 
 
 def shape_bin_sql(column: str) -> str:
@@ -119,22 +119,29 @@ def shape_bin_sql(column: str) -> str:
             f"WHEN {column} < 64 THEN 8 WHEN {column} < 128 THEN 9 WHEN {column} < 256 THEN 10 ELSE 11 END")
 
 
+BIN_SQL = {"components": shape_bin_sql("components"), "holes": shape_bin_sql("holes"),
+           # 10 equal bins of largest_component_pixels / pixel_count, in integers: floor(10 share), 1.0 in the last
+           "largest_share": "least((10 * largest_component_pixels) // pixel_count, 9)"}
+BIN_COUNT = {"components": 12, "holes": 12, "largest_share": 10}
+
+
 def duckdb_shapes(output: Path, by: str | None = None) -> dict[tuple, dict[str, np.ndarray]]:
-    """The current run's components and holes histograms per ((by value,) label), from its label_stats rows read with
-    DuckDB: masks where the label has pixels and was measured."""
+    """The current run's components, holes and largest-component-share histograms per ((by value,) label), from its
+    label_stats rows read with DuckDB: masks where the label has pixels and was measured."""
     group = by or "NULL"
-    out: dict[tuple, dict[str, np.ndarray]] = defaultdict(lambda: {n: np.zeros(12, np.int64) for n in SHAPE_NAMES})
+    out: dict[tuple, dict[str, np.ndarray]] = defaultdict(lambda: {n: np.zeros(BIN_COUNT[n], np.int64) for n in SHAPE_NAMES})
     for name in SHAPE_NAMES:
         for value, labels, b, n in query(
-                f"SELECT {group}, labels, {shape_bin_sql(name)} AS b, count(*) FROM {table(output, 'label_stats')} "
-                f"WHERE pixel_count > 0 AND {name} IS NOT NULL GROUP BY ALL"):
+                f"SELECT {group}, labels, {BIN_SQL[name]} AS b, count(*) FROM {table(output, 'label_stats')} "
+                f"WHERE pixel_count > 0 AND components IS NOT NULL GROUP BY ALL"):
             out[(value, labels[0])][name][b] += n
     return dict(out)
 
 
 def history_shape_rows(output: Path, run_id: str) -> dict[tuple, dict]:
-    names = ["slice_value", "labels", "components_hist", "holes_hist", "components_js", "holes_js", "slice_key"]
-    return {(r[0], r[1][0], r[6]): dict(zip(names, r)) for r in query(
+    names = ["slice_value", "labels", "components_hist", "holes_hist", "largest_share_hist", "components_js", "holes_js",
+             "largest_share_js", "slice_key"]
+    return {(r[0], r[1][0], r[-1]): dict(zip(names, r)) for r in query(
         f"SELECT {', '.join(names)} FROM {table(output, 'history')} WHERE run_id = '{run_id}'")}
 
 
@@ -274,12 +281,14 @@ def test_label_distributions_merge_colours_exactly(per_colour: int) -> None:
     rng = np.random.default_rng(per_colour)
     colours = [(0, 0, 142), (0, 0, 70), (0, 60, 100)]
     accs: dict = defaultdict(LabelAccumulator)
-    fractions, components, holes = [], [], []
+    fractions, components, holes, largest, pixels = [], [], [], [], []
     for i, rgb in enumerate(colours):
         for _ in range(per_colour * (i + 1)):
             f, c, k = float(rng.random() ** 3), int(rng.integers(1, 400) if rng.random() < 0.3 else rng.integers(1, 6)), int(rng.integers(0, 40))
-            accs[(("car",), rgb)].add(("mask", f, max(1, int(f * 1000)), (0, 0, 1, 1), True, c, k))
-            fractions.append(f), components.append(c), holes.append(k)
+            px = max(1, int(f * 1000))
+            big = int(rng.integers(1, px + 1)) if rng.random() < 0.8 else px  # one blob (share 1) now and then
+            accs[(("car",), rgb)].add(("mask", f, px, (0, 0, 1, 1), True, c, k, big))
+            fractions.append(f), components.append(c), holes.append(k), largest.append(big), pixels.append(px)
     run = RunCounts()
     run.add(("masks", None, 9 * per_colour))  # 3 per_colour masks without car
     (car,) = label_distributions(accs.items(), run).values()
@@ -290,6 +299,8 @@ def test_label_distributions_merge_colours_exactly(per_colour: int) -> None:
     edges = [0, 1, 2, 3, 4, 5, 8, 16, 32, 64, 128, 256, 2**31]
     assert car.components_hist == tuple(np.histogram(components, edges)[0].tolist())
     assert car.holes_hist == tuple(np.histogram(holes, edges)[0].tolist())
+    shares = np.asarray(largest) / np.asarray(pixels)
+    assert car.largest_share_hist == tuple(np.bincount(np.minimum(np.floor(shares * 10 + 1e-9).astype(int), 9), minlength=10).tolist())
     assert sum(car.fraction_hist) == len(fractions)
     # The label's most present colour alone (what history used to keep) is another answer: merging matters here.
     top = resolve_labels(accs.items(), run)[0]

@@ -207,7 +207,7 @@ def test_drift_section(outputs: dict[str, Path]) -> None:
 
 def test_drift_section_shows_shape_drift(outputs: dict[str, Path]) -> None:
     row = {"labels": ["<car>"], "baseline_share": 0.5, "current_share": 0.5, "share_change": 0.0, "presence_rate_change": 0.0,
-           "fraction_js": 0.01, "components_js": 0.4321, "holes_js": 0.0123, "shape_js": 0.4321, "components_mean_change": 2.5,
+           "fraction_js": 0.01, "components_js": 0.4321, "holes_js": 0.0123, "largest_share_js": 0.2468, "shape_js": 0.4321, "components_mean_change": 2.5,
            "holes_mean_change": -0.25}
     drift = {"baseline": "previous run r1", "labels_appeared": [], "labels_vanished": [], "colour_changed": [],
              "thresholds": {"shape_js": 0.2}, "breaches": [{"metric": "shape_js", "value": 0.4321, "threshold": 0.2, "labels": []}],
@@ -218,6 +218,7 @@ def test_drift_section_shows_shape_drift(outputs: dict[str, Path]) -> None:
     section = (page := render_report(str(outputs["run"]), drift=drift))[page.index('id="drift"'):page.index('id="findings"')]
     assert "<code>shape_js</code>" in section and "exceeds --max-drift shape_js=0.2" in section and "0.4321" in section
     assert "Shapes that moved most" in section and "0.432" in section and "+2.50" in section and "-0.25" in section
+    assert "0.247" in section
     assert "&lt;car&gt;" in section and "<car>" not in section
     assert "0.3000" in section  # the slice's shape_js
 

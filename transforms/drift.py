@@ -3,7 +3,8 @@
 A ``LabelProfile`` is what one run knows about one label (its colours merged): masks declaring it,
 masks where it has pixels, pixels, pixel-fraction summaries, a 20-bin histogram of its pixel fraction
 over the masks where it is present, and the mask-shape means and histograms (components and holes per
-mask where present, in ``summary.SHAPE_BIN_EDGES`` bins) when the run measured them. Profiles
+mask where present, in ``SHAPE_BIN_EDGES`` bins; the largest component's share of the label's pixels
+in 10 equal bins) when the run measured them. Profiles
 come from this run's label accumulators, from the ``history`` table of an earlier run, or (older
 outputs) from its ``label_summary`` / ``label_stats`` (``transforms.history`` reads them).
 
@@ -19,8 +20,9 @@ What ``compare_profiles`` computes, always (the values are recorded whether or n
   If one run has no present label at all, js is 1 (disjoint supports) and linf the other's largest share.
 - per label: the change of its share, of its presence rate (masks_present / masks), the JS divergence
   of its pixel-fraction histograms (``fraction_js``; None when either run has no present mask or no
-  histogram), the JS divergence of its components and holes histograms (``components_js``,
-  ``holes_js``; ``shape_js`` the larger of the two; None when either run did not measure shapes), and
+  histogram), the JS divergence of its components, holes and largest-component-share histograms
+  (``components_js``, ``holes_js``, ``largest_share_js``; ``shape_js`` the largest of them; None when
+  either run did not measure shapes), and
   the change of the shape means when both runs have them; ``label_js`` is the largest ``fraction_js``,
   ``shape_js`` (run level) the largest per-label ``shape_js``.
 - labels that appeared (present now, not in the baseline), vanished, or changed colours.
@@ -53,7 +55,7 @@ METRIC_NAMES = {
     "js": "Jensen-Shannon divergence (bits) of the label distributions",
     "psi": "population stability index of the label distributions",
     "label_js": "largest Jensen-Shannon divergence (bits) of a label's pixel-fraction histograms",
-    "shape_js": "largest Jensen-Shannon divergence (bits) of a label's components or holes histograms",
+    "shape_js": "largest Jensen-Shannon divergence (bits) of a label's components, holes or largest-component-share histograms",
 }
 BREACH_CODES = {"linf": "drift_distribution_exceeded", "js": "drift_js_exceeded", "psi": "drift_psi_exceeded",
                 "label_js": "drift_label_js_exceeded", "shape_js": "drift_shape_js_exceeded"}
@@ -81,6 +83,7 @@ class LabelProfile:
     fraction_hist: tuple[int, ...] | None = None  # HIST_BINS counts over masks where present; None: unknown
     components_hist: tuple[int, ...] | None = None  # summary.SHAPE_BIN_EDGES counts over masks where present and measured
     holes_hist: tuple[int, ...] | None = None
+    largest_share_hist: tuple[int, ...] | None = None  # SHARE_BINS counts of the largest component's share, same masks
 
     @property
     def presence_rate(self) -> float | None:
@@ -204,10 +207,11 @@ def compare_profiles(current: Mapping[LabelKey, LabelProfile], baseline: Mapping
             "fraction_js": histogram_js(cur.fraction_hist if cur else None, base.fraction_hist if base else None),
             "components_js": histogram_js(cur.components_hist if cur else None, base.components_hist if base else None),
             "holes_js": histogram_js(cur.holes_hist if cur else None, base.holes_hist if base else None),
+            "largest_share_js": histogram_js(cur.largest_share_hist if cur else None, base.largest_share_hist if base else None),
             "components_mean_change": _change(cur.components_mean if cur else None, base.components_mean if base else None),
             "holes_mean_change": _change(cur.holes_mean if cur else None, base.holes_mean if base else None),
         }
-        row["shape_js"] = _larger(row["components_js"], row["holes_js"])
+        row["shape_js"] = _larger(row["components_js"], row["holes_js"], row["largest_share_js"])
         per_label.append(row)
     label_js, label_js_labels = _worst(per_label, "fraction_js")
     shape_js, shape_js_labels = _worst(per_label, "shape_js")
@@ -237,7 +241,8 @@ def compare_profiles(current: Mapping[LabelKey, LabelProfile], baseline: Mapping
         "label_js_labels": list(label_js_labels) if label_js_labels is not None else None,
         "shape_js": shape_js,
         "shape_js_labels": list(shape_js_labels) if shape_js_labels is not None else None,
-        "shape_bins": f"components and holes per mask where present: {SHAPE_BINS_TEXT}",
+        "shape_bins": f"components and holes per mask where present: {SHAPE_BINS_TEXT}; largest component's share of "
+                      "the label's pixels: 10 equal bins on [0, 1]",
         "shape_columns": bool(shapes),
         "labels_appeared": [{"labels": list(k), "masks_present": current[k].masks_present, "colours": _colours(current[k].colours)}
                             for k in sorted(present_now - present_before)],
@@ -284,7 +289,7 @@ def _moved(row: Mapping[str, Any], metric: str) -> dict[str, Any]:
     if metric == "label_js":
         out["fraction_js"] = row["fraction_js"]
     if metric == "shape_js":
-        out.update(components_js=row["components_js"], holes_js=row["holes_js"])
+        out.update(components_js=row["components_js"], holes_js=row["holes_js"], largest_share_js=row["largest_share_js"])
     return out
 
 
@@ -350,7 +355,8 @@ def _describe(moved: Mapping[str, Any], metric: str) -> str:
     if metric == "label_js" and moved.get("fraction_js") is not None:
         text = f"{moved['labels']} (pixel-fraction JS {moved['fraction_js']:.3f})"
     if metric == "shape_js":
-        parts = [f"{name} JS {moved[key]:.3f}" for name, key in (("components", "components_js"), ("holes", "holes_js"))
+        parts = [f"{name} JS {moved[key]:.3f}" for name, key in (("components", "components_js"), ("holes", "holes_js"),
+                                                                  ("largest-component share", "largest_share_js"))
                  if moved.get(key) is not None]
         text = f"{moved['labels']} ({', '.join(parts)})"
     return text

@@ -83,7 +83,7 @@ CODES: dict[str, CodeInfo] = {
     "drift_js_exceeded": CodeInfo(ERROR, "The Jensen-Shannon divergence (bits) between the label distributions exceeds --max-drift js=VALUE."),
     "drift_psi_exceeded": CodeInfo(ERROR, "The population stability index of the label distributions exceeds --max-drift psi=VALUE."),
     "drift_label_js_exceeded": CodeInfo(ERROR, "A label's pixel-fraction histogram moved more than --max-drift label_js=VALUE (Jensen-Shannon divergence, bits)."),
-    "drift_shape_js_exceeded": CodeInfo(ERROR, "A label's histogram of components or holes per mask moved more than --max-drift shape_js=VALUE (Jensen-Shannon divergence, bits)."),
+    "drift_shape_js_exceeded": CodeInfo(ERROR, "A label's histogram of components, holes or largest-component share per mask moved more than --max-drift shape_js=VALUE (Jensen-Shannon divergence, bits)."),
     "drift_slice_exceeded": CodeInfo(ERROR, "Within one --slice-by slice, a drift value exceeds its --max-drift threshold (the message names the slice and metric)."),
 }
 

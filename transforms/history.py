@@ -86,6 +86,7 @@ def label_profiles(classes: Iterable[Any], dists: Mapping[LabelKey, Any] | None 
             fraction_hist=tuple(dist.fraction_hist) if dist else (0,) * HIST_BINS,
             components_hist=dist.components_hist if dist else None,
             holes_hist=dist.holes_hist if dist else None,
+            largest_share_hist=dist.largest_share_hist if dist else None,
         )
     return profiles
 
@@ -122,9 +123,11 @@ def label_rows(profiles: Mapping[LabelKey, LabelProfile], drift: Mapping[str, An
             "fraction_hist": list(p.fraction_hist) if p.fraction_hist is not None else None,
             "components_hist": list(p.components_hist) if p.components_hist is not None else None,
             "holes_hist": list(p.holes_hist) if p.holes_hist is not None else None,
+            "largest_share_hist": list(p.largest_share_hist) if p.largest_share_hist is not None else None,
             "baseline_run_id": baseline_run_id if drift is not None else None,
             "share_change": d.get("share_change"), "presence_rate_change": d.get("presence_rate_change"),
             "fraction_js": d.get("fraction_js"), "components_js": d.get("components_js"), "holes_js": d.get("holes_js"),
+            "largest_share_js": d.get("largest_share_js"),
             "components_mean_change": d.get("components_mean_change"),
             "holes_mean_change": d.get("holes_mean_change"),
         })
@@ -142,7 +145,7 @@ def profiles_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[LabelKey, Labe
             pixel_fraction_p95=r.get("pixel_fraction_p95"), components_mean=r.get("components_mean"),
             holes_mean=r.get("holes_mean"),
             fraction_hist=_tuple(r.get("fraction_hist")), components_hist=_tuple(r.get("components_hist")),
-            holes_hist=_tuple(r.get("holes_hist")),
+            holes_hist=_tuple(r.get("holes_hist")), largest_share_hist=_tuple(r.get("largest_share_hist")),
         )
     return out
 
@@ -355,22 +358,25 @@ def _read_label_stats(tables: PublishedTables) -> pa.Table | None:
         return None
     with tables.fs.open(paths[0], "rb") as f:
         names = pq.read_schema(f).names
-    return tables.read("label_stats", STATS_COLUMNS + [c for c in ("components", "holes") if c in names])
+    return tables.read("label_stats", STATS_COLUMNS + [c for c in ("components", "holes", "largest_component_pixels") if c in names])
 
 
 def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
-    from transforms.summary import ValueCounts
+    from transforms.summary import SHARE_BINS, ValueCounts, share_bin
 
     frames: dict[LabelKey, set] = defaultdict(set)
     colours: dict[LabelKey, set] = defaultdict(set)
     fractions: dict[LabelKey, list[float]] = defaultdict(list)
     pixels: dict[LabelKey, int] = defaultdict(int)
-    shapes: dict[LabelKey, tuple[ValueCounts, ValueCounts]] = defaultdict(lambda: (ValueCounts(), ValueCounts()))
+    shapes: dict[LabelKey, tuple[ValueCounts, ...]] = defaultdict(lambda: (ValueCounts(), ValueCounts(), ValueCounts()))
     n = table.num_rows
-    components = table.column("components").to_pylist() if "components" in table.column_names else [None] * n
-    holes = table.column("holes").to_pylist() if "holes" in table.column_names else [None] * n
+
+    def column(name: str) -> list:
+        return table.column(name).to_pylist() if name in table.column_names else [None] * n
+
     columns = [table.column(c).to_pylist() for c in STATS_COLUMNS]
-    for labels, rgb, shard, line, count, fraction, comp, hole in zip(*columns, components, holes):
+    for labels, rgb, shard, line, count, fraction, comp, hole, largest in zip(
+            *columns, column("components"), column("holes"), column("largest_component_pixels")):
         if not labels:
             continue
         key = tuple(labels)
@@ -381,6 +387,8 @@ def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
         if count and comp is not None and hole is not None:
             shapes[key][0].add(comp)
             shapes[key][1].add(hole)
+            if largest is not None:
+                shapes[key][2].add(share_bin(largest, count))
     out = {}
     for key, values in fractions.items():
         f = np.asarray(values, dtype=float)
@@ -396,6 +404,7 @@ def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
             holes_mean=shapes[key][1].mean() if key in shapes else None,
             components_hist=shapes[key][0].histogram() if key in shapes else None,
             holes_hist=shapes[key][1].histogram() if key in shapes else None,
+            largest_share_hist=shapes[key][2].bins(SHARE_BINS) if key in shapes else None,
         )
     return out
 

@@ -97,6 +97,7 @@ class LabelResult(NamedTuple):
     roi_declared: bool  # an ROI of the frame declared it (not only the class table)
     components: int | None  # shape statistics (label_stats' columns); None when not measured
     holes: int | None
+    largest: int | None  # pixels of the largest component
 
     @property
     def flags(self) -> int:
@@ -234,7 +235,7 @@ def analyse_request(req: MaskRequest, packed: "np.ndarray | MaskPixels", mode: s
         components, holes, largest, smallest, outside = (
             shape_columns(shapes, i, d, c, width, options) if shapes is not None else no_shapes)
         results.append(LabelResult((tuple(d.labels), tuple(d.rgb)), fraction, c.pixel_count, (x0, y0, x1, y1), roi_declared,
-                                   components, holes))
+                                   components, holes, largest))
         label_rows.append(LabelStatsRow(
             frame_id=req.frame_id, shard=shard, line=line, source_id=req.source_id, mask_id=req.mask_id,
             roi_index=d.roi_index, labels=labels, rgb=rgb, pixel_count=c.pixel_count, pixel_fraction=fraction,
@@ -393,7 +394,7 @@ def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False)
         tables["issues"].extend(r.issues)
         flags = [(x.key, x.flags) for x in r.labels]
         yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, flags, r.table_key)))
-        events = [(x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox, x.roi_declared, x.components, x.holes))
+        events = [(x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox, x.roi_declared, x.components, x.holes, x.largest))
                   for x in r.labels]
         for event in events:
             yield beam.pvalue.TaggedOutput(LABEL_KEYS, event)

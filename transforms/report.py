@@ -314,7 +314,7 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
               ("js", "Jensen-Shannon divergence of the label distributions (bits)", dist.get("js")),
               ("psi", f"population stability index (empty cells at {dist.get('psi_epsilon', 1e-4):g})", dist.get("psi")),
               ("label_js", "largest pixel-fraction JS divergence of one label" + worst_label, drift.get("label_js")),
-              ("shape_js", "largest components or holes JS divergence of one label" + worst_shape, drift.get("shape_js"))]
+              ("shape_js", "largest components, holes or largest-component-share JS divergence of one label" + worst_shape, drift.get("shape_js"))]
     lines = [_table(["drift value", "this run"], [(h("{} <code>{}</code>", name, m), value(m, v)) for m, name, v in values], "compact")]
 
     def label_list(items: Sequence[Mapping[str, Any]], what: str) -> Markup:
@@ -344,8 +344,9 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
     shaped = sorted((r for r in drift.get("per_label") or () if r.get("shape_js")), key=lambda r: (-r["shape_js"], r["labels"]))[:10]
     if shaped:
         lines.append(h("<h3>Shapes that moved most</h3>{}", _table(
-            ["label", "components JS", "holes JS", "components mean change", "holes mean change"],
+            ["label", "components JS", "holes JS", "largest-component share JS", "components mean change", "holes mean change"],
             [(label_name(r["labels"]), _fmt(r.get("components_js"), ".3f"), _fmt(r.get("holes_js"), ".3f"),
+              _fmt(r.get("largest_share_js"), ".3f"),
               _fmt(r.get("components_mean_change"), "+.2f"), _fmt(r.get("holes_mean_change"), "+.2f")) for r in shaped], "compact")))
     slices = [s for s in drift.get("slices") or () if s.get("baseline")]
     if slices:

@@ -210,12 +210,14 @@ HISTORY = pa.schema([
     _col("fraction_hist", pa.list_(pa.int64()), "Masks where present, by pixel_fraction in 20 equal bins on [0, 1] (bin k: min(floor(1000 f), 999) // 50 = k)."),
     _col("components_hist", pa.list_(pa.int64()), "Masks where present and measured, by components in 12 bins: 0, 1, 2, 3, 4, 5-7, 8-15, 16-31, 32-63, 64-127, 128-255, 256+; null when shapes were not measured."),
     _col("holes_hist", pa.list_(pa.int64()), "The same masks by holes, in the same 12 bins."),
+    _col("largest_share_hist", pa.list_(pa.int64()), "The same masks by the largest component's share of the label's pixels (largest_component_pixels / pixel_count) in 10 equal bins: bin k = min(floor(10 share), 9)."),
     _col("baseline_run_id", pa.string(), "The run the drift columns compare with; null when the run had no baseline."),
     _col("share_change", pa.float64(), "label_share minus the baseline's (a label missing there counts 0)."),
     _col("presence_rate_change", pa.float64(), "presence_rate minus the baseline's; null when either has no mask declaring the label."),
     _col("fraction_js", pa.float64(), "Jensen-Shannon divergence (bits) of fraction_hist against the baseline's; null when either is empty."),
     _col("components_js", pa.float64(), "Jensen-Shannon divergence (bits) of components_hist against the baseline's; null when either is null or empty."),
     _col("holes_js", pa.float64(), "Jensen-Shannon divergence (bits) of holes_hist against the baseline's; null as components_js."),
+    _col("largest_share_js", pa.float64(), "Jensen-Shannon divergence (bits) of largest_share_hist against the baseline's; null as components_js."),
     _col("components_mean_change", pa.float64(), "components_mean minus the baseline's; null when either is null."),
     _col("holes_mean_change", pa.float64(), "holes_mean minus the baseline's; null when either is null."),
 ])
@@ -241,7 +243,7 @@ HISTORY_RUNS = pa.schema([
     _col("drift_js", pa.float64(), "Jensen-Shannon divergence (bits) of the label distributions."),
     _col("drift_psi", pa.float64(), "Population stability index of the label distributions (empty cells at 1e-4)."),
     _col("drift_label_js", pa.float64(), "Largest per-label Jensen-Shannon divergence of pixel-fraction histograms."),
-    _col("drift_shape_js", pa.float64(), "Largest per-label Jensen-Shannon divergence of components or holes histograms (null when shapes were not measured)."),
+    _col("drift_shape_js", pa.float64(), "Largest per-label Jensen-Shannon divergence of components, holes or largest-component-share histograms (null when shapes were not measured)."),
     _col("drift_breaches", pa.list_(pa.string()), "Metrics over their --max-drift threshold (`js`, `slice:<key>=<value>:psi`, ...)."),
 ])
 
@@ -446,12 +448,14 @@ class HistoryRow(NamedTuple):
     fraction_hist: list[int] | None
     components_hist: list[int] | None
     holes_hist: list[int] | None
+    largest_share_hist: list[int] | None
     baseline_run_id: str | None
     share_change: float | None
     presence_rate_change: float | None
     fraction_js: float | None
     components_js: float | None
     holes_js: float | None
+    largest_share_js: float | None
     components_mean_change: float | None
     holes_mean_change: float | None
 

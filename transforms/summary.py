@@ -22,7 +22,8 @@ Components and holes (the shape columns) are small integers: their mean and p95 
 where the class is present and measured, and the p95 is exact, from a count per distinct value
 (``ValueCounts``): d distinct values need a sum of at least d(d-1)/2, so d stays below
 sqrt(2 x total) + 1 (~4,500 for a total of 10 million). The same counts give the shape histograms
-drift compares (``SHAPE_BIN_EDGES``), exactly.
+drift compares (``SHAPE_BIN_EDGES``), exactly; with them, the largest component's share of the class's
+pixels in the mask, counted in ``SHARE_BINS`` equal bins (integer arithmetic: exact).
 
 Per label (``label_distributions``), its colours' accumulators are merged: exact value lists and
 histograms add up, so the label's pixel-fraction quantiles, histogram and shape histograms are those
@@ -59,6 +60,13 @@ LabelKey = tuple[tuple[str, ...], tuple[int, int, int]]
 def quantile_lower(q: float, n: int) -> int:
     """The 0-based rank numpy's quantile(method="lower") picks among ``n`` sorted values."""
     return int(math.floor(q * (n - 1)))
+
+
+SHARE_BINS = 10  # largest component / pixels of the class in the mask: bin k holds k/10 <= share < (k+1)/10, 1.0 in the last
+
+
+def share_bin(largest: int, pixels: int) -> int:
+    return min(SHARE_BINS * largest // pixels, SHARE_BINS - 1)
 
 
 def shape_bin(value: int) -> int:
@@ -110,12 +118,16 @@ class ValueCounts:
             out[shape_bin(value)] += count
         return tuple(out)
 
+    def bins(self, n: int) -> tuple[int, ...] | None:
+        """The counts of the values 0 .. n-1 (values that are bin indexes already); None when there is no value."""
+        return tuple(self.counts.get(k, 0) for k in range(n)) if self.n else None
+
 
 class LabelAccumulator:
     """One (labels, colour): what its label_stats rows and frames say. Zeros are implicit (see module doc)."""
 
     __slots__ = ("roi_frames", "frames_present", "roi_masks", "present", "pixels", "fraction_sum",
-                 "fraction_min", "fraction_max", "exact", "hist", "bbox_w", "bbox_h", "components", "holes")
+                 "fraction_min", "fraction_max", "exact", "hist", "bbox_w", "bbox_h", "components", "holes", "largest_share")
 
     def __init__(self):
         self.roi_frames = self.frames_present = self.roi_masks = self.present = self.pixels = 0
@@ -127,11 +139,12 @@ class LabelAccumulator:
         self.bbox_w = self.bbox_h = 0
         self.components = ValueCounts()  # over masks where present and measured
         self.holes = ValueCounts()
+        self.largest_share = ValueCounts()  # share_bin of the largest component, same masks (when the event has it)
 
     def add(self, event: tuple) -> None:
         """('frame', present, roi_declared) once per frame with a row of this colour;
-        ('mask', fraction, pixels, (x0, y0, x1, y1), roi_declared[, components, holes]) once per
-        label_stats row (components and holes None when not measured)."""
+        ('mask', fraction, pixels, (x0, y0, x1, y1), roi_declared[, components, holes[, largest]]) once per
+        label_stats row (components, holes and largest component pixels None when not measured)."""
         if event[0] == "frame":
             self.frames_present += bool(event[1])
             self.roi_frames += bool(event[2])
@@ -143,6 +156,8 @@ class LabelAccumulator:
         if len(event) > 5 and event[5] is not None:
             self.components.add(event[5])
             self.holes.add(event[6])
+            if len(event) > 7 and event[7] is not None:
+                self.largest_share.add(share_bin(event[7], pixels))
         self.present += 1
         self.pixels += pixels
         self.fraction_sum += round(fraction * FRACTION_SCALE)
@@ -178,6 +193,7 @@ class LabelAccumulator:
         self.bbox_h += other.bbox_h
         self.components.merge(other.components)
         self.holes.merge(other.holes)
+        self.largest_share.merge(other.largest_share)
         # Exact values survive only while the union has at most EXACT_VALUES: that depends on the
         # total alone, so the result does not depend on the merge order.
         if self.exact is not None and other.exact is not None and len(self.exact) + len(other.exact) <= EXACT_VALUES:
@@ -420,6 +436,7 @@ class LabelDistributions(NamedTuple):
     fraction_hist: tuple[int, ...]  # 20 bins over masks where present (``fraction_hist``)
     components_hist: tuple[int, ...] | None  # SHAPE_BIN_EDGES bins over masks where present and measured; None: not measured
     holes_hist: tuple[int, ...] | None
+    largest_share_hist: tuple[int, ...] | None  # SHARE_BINS bins of the largest component's share, same masks
     pixel_fraction_p50: float | None  # over the run's decoded masks, 0 where absent (as label_summary)
     pixel_fraction_p95: float | None
 
@@ -440,5 +457,6 @@ def label_distributions(items: Iterable[tuple[LabelKey, LabelAccumulator]], run:
             for a in accs:
                 acc.merge(a)
         out[labels] = LabelDistributions(fraction_hist(acc), acc.components.histogram(), acc.holes.histogram(),
+                                         acc.largest_share.bins(SHARE_BINS),
                                          acc.quantile(0.5, masks), acc.quantile(0.95, masks))
     return out
