@@ -26,10 +26,9 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
     job's tuning, without a progress folder."""
     worker = worker or WorkerSetup.for_job(job.decode)
     limits = ReadLimits(max_record_bytes=job.max_record_bytes)
-    so = job.storage_options or None
     joined = (
         p
-        | "ReadFrames" >> ReadFrames(job.inputs, limits, so, spread_buckets(p.options))
+        | "ReadFrames" >> ReadFrames([job.at(i) for i in job.inputs], limits, spread_buckets(p.options))
         | "Validate" >> Validate(job.max_json_depth, worker)
         | "JoinMasks" >> JoinMasks(JoinOptions(mask_labels=mask_labels, decode=job.decode, max_masks_per_frame=job.max_masks_per_frame,
                                                 slice_by=tuple(job.slice_by) if job.decode else ()), worker)
@@ -43,11 +42,11 @@ def build_pipeline(p: beam.Pipeline, job: JobOptions, mask_labels: MaskLabels | 
         decoded = joined | "DecodeMasks" >> DecodeMasks(DecodeOptions.from_job(job), mask_labels, worker)
         slice_items = decoded.slice_items if decoded.slice_items is not None else p | "NoSlices" >> beam.Create([])
         compared = ((decoded.label_items, decoded.label_hists, slice_items)
-                    | "CompareLabels" >> CompareLabels(job.baseline, job.output, so, job.drift_thresholds()))
+                    | "CompareLabels" >> CompareLabels(job.baseline, job.target, job.drift_thresholds()))
         branches = TableBranches(joined, decoded, compared["extras"], compared["drift_rows"], compared["history"])
         tables = CORE_TABLES + DECODE_TABLES + (SLICE_TABLES if job.slice_by else ())
     info = RunInfo(command=job.command, parameters=job.parameters(), started_at=now_iso())
-    branches | "WriteTables" >> WriteTables(job.output, run_id, tables + HISTORY_TABLES, info, so, job.keep_history,
+    branches | "WriteTables" >> WriteTables(job.target, run_id, tables + HISTORY_TABLES, info, job.keep_history,
                                             bundle_outputs=keeps_bundle_outputs(p), worker=worker)
 
 

@@ -18,6 +18,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transforms.storage import Target
 
 EXIT_OK, EXIT_FAILED_CHECKS, EXIT_MISUSE = 0, 1, 2
 EXIT_STATUS_HELP = ("exit status: 0 done (validate: passed), 1 validate failed its thresholds, 2 misuse, refused OUTPUT "
@@ -98,24 +102,21 @@ def _quiet_error(message: str):
     raise _ArgumentProblem(message)
 
 
-def _check_output_early(output: str, storage_options: dict, inputs: list[str], mask_labels: str | None) -> int | None:
+def _check_output_early(output: "Target", inputs: list[str], mask_labels: str | None) -> int | None:
     """A local OUTPUT framebeam must not write (a file, a folder of other files, one over the local
     inputs it reads) is refused before Beam is even loaded: returns the exit status then."""
     from transforms.ownership import OutputRefused, check_output, check_overlap, folders_read
     from transforms.uris import redact_uri
 
-    def local(uri: str) -> bool:
-        return "://" not in uri or uri.startswith("file://")
-
-    if not local(output):
+    if not output.is_local:
         return None  # a bucket: listed once, in the pre-flight checks
     try:
-        check_output(output, storage_options)
-        if inputs and all(local(i) for i in inputs):
+        check_output(output)
+        if inputs and all(output.at(i).is_local for i in inputs):
             from transforms.reading import expand_input
 
-            shards = [s for pattern in inputs for s in expand_input(pattern, storage_options)[:10_000]]
-            check_overlap(output, folders_read(shards, mask_labels, storage_options))
+            shards = [output.at(s) for pattern in inputs for s in expand_input(output.at(pattern))[:10_000]]
+            check_overlap(output.url, folders_read(shards, mask_labels))
     except OutputRefused as e:
         sys.stderr.write(f"framebeam: {redact_uri(str(e))}\n")
         return EXIT_MISUSE
@@ -155,7 +156,9 @@ def check_flags(parser: argparse.ArgumentParser, argv: list[str]) -> int | None:
     # OUTPUT first: it needs no Beam (~1-5 s to load, which checking Beam's flags needs), so a wrong
     # --output is reported within a second whatever else the command line holds.
     if command in COMMANDS and getattr(known, "output", None):
-        status = _check_output_early(known.output, getattr(known, "storage_options", None) or {},
+        from transforms.storage import Target
+
+        status = _check_output_early(Target(known.output, getattr(known, "storage_options", None) or {}),
                                      getattr(known, "inputs", None) or [], getattr(known, "mask_labels", None))
         if status is not None:
             return status
@@ -215,7 +218,9 @@ def _main(argv: list[str], run: dict) -> int:
     if args.command == "sample":
         return _sample(args.directory)
     if args.command == "tables":
-        return _tables(args.output, args.storage_options)
+        from transforms.storage import Target
+
+        return _tables(Target(args.output, args.storage_options))
     from transforms.tuning import restored
 
     with restored():  # small jobs run their steps in this process, which may be someone else's program
@@ -252,30 +257,26 @@ def _sample(directory: str) -> int:
     return EXIT_OK
 
 
-def _tables(output: str, storage_options: dict) -> int:
-    from transforms.uris import redact_uri
+def _tables(output: "Target") -> int:
     from transforms.writing import table_globs
 
     try:
-        globs = table_globs(output, storage_options)
+        globs = table_globs(output)
     except (OSError, KeyError, ValueError) as e:
-        print(f"framebeam: {_no_complete_run(output, storage_options, e)}", file=sys.stderr)
+        print(f"framebeam: {_no_complete_run(output, e)}", file=sys.stderr)
         return EXIT_MISUSE
     for table, glob in globs.items():
         print(f"{table}\t{glob}")
     return EXIT_OK
 
 
-def _no_complete_run(output: str, storage_options: dict, error: Exception) -> str:
+def _no_complete_run(output: "Target", error: Exception) -> str:
     """One line: why OUTPUT has no tables to show."""
-    import fsspec
-
     from transforms.uris import redact_uri
 
-    shown = redact_uri(output)
+    shown = redact_uri(output.url)
     try:
-        fs, path = fsspec.core.url_to_fs(output, **storage_options)
-        exists = fs.exists(path)
+        exists = output.exists()
     except Exception:  # noqa: BLE001
         exists = True
     if not exists:

@@ -272,26 +272,27 @@ class RunLog:
 
     KEEP = 20
 
-    def __init__(self, output: str, run_id: str, storage_options: dict | None, debug: bool):
-        self.output, self.run_id, self.storage_options, self.debug = output, run_id, storage_options, debug
+    def __init__(self, output: "Target | str", run_id: str, debug: bool):
+        from transforms.storage import Target  # imported here: the CLI imports this module before any work
+
+        self.output, self.run_id, self.debug = Target.of(output), run_id, debug
         self.path: str | None = None
         self.final_path: str | None = None
         self._handlers: list[logging.Handler] = []
 
     def __enter__(self) -> "RunLog":
-        from transforms.ownership import LOGS_DIR, _fs, is_local_fs
+        from transforms.ownership import LOGS_DIR
 
-        fs, out = _fs(self.output, self.storage_options)
-        self.local = is_local_fs(fs)
+        self.local = self.output.is_local
         try:
             if self.local:
-                folder = os.path.join(out, LOGS_DIR)
+                folder = os.path.join(self.output.path, LOGS_DIR)
                 os.makedirs(folder, exist_ok=True)
                 self._prune(folder)
                 self.path = self.final_path = os.path.join(folder, f"{self.run_id}.log")
             else:
                 self.path = os.path.join(tempfile.gettempdir(), f"framebeam-{self.run_id}.log")
-                self.final_path = f"{self.output.rstrip('/')}/{LOGS_DIR}/{self.run_id}.log"
+                self.final_path = f"{self.output.url.rstrip('/')}/{LOGS_DIR}/{self.run_id}.log"
             handler: logging.Handler = logging.FileHandler(self.path, delay=False)
         except OSError:
             self.path = os.path.join(tempfile.gettempdir(), f"framebeam-{self.run_id}.log")
@@ -356,10 +357,8 @@ class RunLog:
         log.setLevel(self._old[2])
         if not self.local and self.path and self.final_path != self.path and os.path.exists(self.path):
             try:
-                from transforms.ownership import _fs
-
-                fs, _ = _fs(self.final_path, self.storage_options)
-                fs.put_file(self.path, self.final_path)
+                final = self.output.at(self.final_path)
+                final.fs.put_file(self.path, final.path)
                 os.remove(self.path)
             except Exception:  # noqa: BLE001 - the log stays in the temporary folder
                 self.final_path = self.path

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: the CLI checks its flags and OUTPUT before Beam loads (~1-2 s)
     from apache_beam.options.pipeline_options import PipelineOptions
+    from transforms.storage import Target
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 # The plain DirectRunner first downloads a binary (Prism) and stalls offline; FnApiRunner does not.
@@ -42,7 +43,7 @@ class JobOptions:
     output: str
     mask_labels: str | None = None
     decode: bool = False
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold secrets: use .target / .at(url)
     max_record_bytes: int = 16 * 1024 * 1024
     max_mask_pixels: int = 100_000_000
     max_json_depth: int = 64
@@ -65,6 +66,17 @@ class JobOptions:
     keep_history: int = 30
     slice_by: tuple[str, ...] = ()
     quiet: bool = False
+
+    @property
+    def target(self) -> "Target":
+        """OUTPUT with the storage options (transforms.storage.Target)."""
+        return self.at(self.output)
+
+    def at(self, url: str) -> "Target":
+        """Any URL of the job (an input glob, --mask-labels, --baseline) with the job's storage options."""
+        from transforms.storage import Target
+
+        return Target(url, self.storage_options)
 
     def parameters(self) -> dict[str, Any]:
         """For summary.json: the run's parameters, storage options left out (they may hold secrets)."""

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import apache_beam as beam
-import fsspec
 from fsspec.utils import infer_compression
 
 from pipelines.assemble import build_pipeline, new_run_id
@@ -58,10 +57,11 @@ def check_inputs(job: JobOptions, shards: list[str] | None = None) -> InputSize:
     stored = expanded = 0
     for pattern in job.inputs:
         try:
-            matched = expand_input(pattern, job.storage_options)
+            glob = job.at(pattern)
+            matched = expand_input(glob)
             if shards is not None:
                 shards.extend(matched)
-            fs, _ = fsspec.core.url_to_fs(pattern, **job.storage_options)
+            fs = glob.fs
             for m in matched[:10_000]:
                 size = fs.size(m) or 0
                 stored += size
@@ -88,7 +88,7 @@ def check_baseline(job: JobOptions) -> None:
     if job.baseline == PREVIOUS:
         return  # read when the run compares; a first run has no previous one and is compared with nothing
     try:
-        read_baseline(job.baseline, job.output, job.storage_options)
+        read_baseline(job.baseline, job.target)
     except (DriftInputError, OSError) as e:
         raise InputError(f"--baseline: {redact_uri(str(e))}") from None
 
@@ -97,7 +97,7 @@ def load_mask_labels(job: JobOptions) -> MaskLabels | None:
     if not job.mask_labels:
         return None
     try:
-        return MaskLabels.load(job.mask_labels, job.storage_options)
+        return MaskLabels.load(job.at(job.mask_labels))
     except (OSError, ValueError) as e:
         raise InputError(f"--mask-labels {redact_uri(job.mask_labels)}: {e}") from None
 
@@ -138,9 +138,8 @@ def preflight(job: JobOptions) -> Checked:
     Ends by claiming OUTPUT (creating it and writing the marker: the write probe)."""
     from transforms.ownership import OutputRefused, check_output, check_overlap, claim_output, folders_read
 
-    so = job.storage_options
     try:
-        state = check_output(job.output, so)
+        state = check_output(job.target)
     except OutputRefused as e:
         raise InputError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - the store cannot be listed: the user's to see, exit 2
@@ -152,8 +151,8 @@ def preflight(job: JobOptions) -> Checked:
     shards: list[str] = []
     size = check_inputs(job, shards)
     try:
-        check_overlap(job.output, folders_read(shards, job.mask_labels, so))
-        claim_output(job.output, so, state)
+        check_overlap(job.output, folders_read([job.at(s) for s in shards], job.mask_labels))
+        claim_output(job.target, state)
     except OutputRefused as e:
         raise InputError(redact_uri(str(e))) from None
     return Checked(size, mask_labels)
@@ -180,7 +179,7 @@ class ActiveRun:
         state = "nothing"
         if self.lease is not None:
             with contextlib.suppress(Exception):
-                state = "removed" if writing.remove_own_run(self.job.output, self.run_id, self.job.storage_options) else "published"
+                state = "removed" if writing.remove_own_run(self.job.target, self.run_id) else "published"
             self.lease.release()
             self.lease = None
         return state
@@ -191,7 +190,7 @@ def take_lease(job: JobOptions, run_id: str, wait_s: float = 0.0, on_wait=None):
     from transforms.ownership import describe_storage_error
 
     try:
-        lease = acquire(job.output, run_id, job.storage_options, wait_s=wait_s, on_wait=on_wait)
+        lease = acquire(job.target, run_id, wait_s=wait_s, on_wait=on_wait)
     except LeaseBusy as e:
         waited = f" (waited {wait_s:g} s)" if wait_s else ""
         raise InputError(f"{redact_uri(job.output)} is in use by another framebeam {e}{waited}: let it finish, or "
@@ -218,8 +217,8 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
     active.lease = take_lease(job, active.run_id, wait_for_lock, on_wait)
     progress = None
     try:
-        writing.remove_leftover_runs(job.output, job.storage_options)
-        with RunLog(job.output, active.run_id, job.storage_options, debug) as run_log:
+        writing.remove_leftover_runs(job.target)
+        with RunLog(job.target, active.run_id, debug) as run_log:
             p = beam.Pipeline(options=beam_options(beam_flags, checked.size.expanded, job.decode))
             dask = uses_dask(beam_flags)
             progress = Progress(checked.size.stored, show=show_progress and not dask)
@@ -243,10 +242,10 @@ def run_job(job: JobOptions, beam_flags: list[str], show_progress: bool = False,
                 where = run_log.failure(e)
                 failure = classify_failure(e, redact_uri(job.output))
                 kill_processes(_beam_workers(descendants() - active.started_pids))
-                if writing.remove_own_run(job.output, active.run_id, job.storage_options):
+                if writing.remove_own_run(job.target, active.run_id):
                     raise RunFailed(failure.message + "; nothing was published, the previous output is unchanged", where) from None
                 raise RunFailed(failure.message + " after this run was published: the output is this run's, complete", where) from None
-            summary = read_summary(job.output, job.storage_options)
+            summary = read_summary(job.target)
             log.info("%s %s published: %s", job.command, active.run_id, verdict_line(summary).strip())
     finally:
         if progress is not None:

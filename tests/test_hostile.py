@@ -26,7 +26,7 @@ from tests.servers import HostileHttp, Route, free_port, hostile_http  # noqa: F
 from transforms.reading import ReadLimits, RecordChunk, iter_shard
 from transforms.sample import write_sample
 from transforms.steps import validate_chunk
-from transforms.storage import ReadProblem, credentials_problem, read_mask
+from transforms.storage import ReadProblem, Target, credentials_problem, read_mask
 from transforms.uris import UriPolicy
 
 FRAMES = 40
@@ -409,10 +409,10 @@ def test_s3_without_credentials_is_found_once_with_the_chain_tried(tmp_path, mon
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
-    problem = credentials_problem("s3")
+    problem = credentials_problem(Target("s3://bucket/mask.png"))
     assert problem and "no AWS credentials" in problem and "env" in problem and "iam-role" in problem
     assert "AWS_EC2_METADATA_DISABLED=true" in problem
-    assert credentials_problem("s3", {"anon": True}) is None
+    assert credentials_problem(Target("s3://bucket/mask.png", {"anon": True})) is None
     png = _sample_png(tmp_path)
     (tmp_path / "ok.png").write_bytes(png)
     shard = _frames_with_masks(tmp_path, {"ok": str(tmp_path / "ok.png"), **{f"s3-{i}": f"s3://bucket/m{i}.png" for i in range(5)}})

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
-import fsspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -45,6 +44,7 @@ from transforms.drift import (
 )
 from transforms.flattening import rows_to_table
 from transforms.schema import HISTORY, HISTORY_RUNS, HistoryRow, HistoryRunRow
+from transforms.storage import Target
 from transforms.uris import redact_uri
 
 MAX_SLICES = 100  # per-slice drift entries kept in summary.json (all slices are in history and label_summary_by_slice)
@@ -190,11 +190,6 @@ def history_runs_row(summary: Mapping[str, Any], drift: Mapping[str, Any] | None
 # ---------------------------------------------------------------- reading an output's tables
 
 
-def _fs(output: str, storage_options: Mapping[str, Any] | None):
-    fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
-    return fs, root.rstrip("/")
-
-
 @dataclass(frozen=True)
 class PublishedTables:
     """Where each table of an output's current complete run is (any layout framebeam has written)."""
@@ -223,10 +218,11 @@ class PublishedTables:
         return pa.concat_tables(parts, promote_options="permissive")
 
 
-def published_tables(output: str, storage_options: Mapping[str, Any] | None = None) -> PublishedTables | None:
+def published_tables(output: Target | str) -> PublishedTables | None:
     """The current complete run of OUTPUT (through ``_SUCCESS``), or of a folder holding summary.json (a
     run folder, an older layout); None when there is neither."""
-    fs, root = _fs(output, storage_options)
+    output = Target.of(output)
+    fs, root = output.fs, output.path
     for marker in (SUCCESS_MARKER, "summary.json"):
         path = f"{root}/{marker}"
         if fs.exists(path):
@@ -254,9 +250,9 @@ def conform(table: pa.Table | None, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def read_history(output: str, storage_options: Mapping[str, Any] | None = None) -> tuple[pa.Table, pa.Table]:
+def read_history(output: Target | str) -> tuple[pa.Table, pa.Table]:
     """(history, history_runs) of OUTPUT's current complete run; empty tables when it has none."""
-    tables = published_tables(output, storage_options)
+    tables = published_tables(output)
     if tables is None or tables.summary is None:
         return HISTORY.empty_table(), HISTORY_RUNS.empty_table()
     return conform(tables.read("history"), HISTORY), conform(tables.read("history_runs"), HISTORY_RUNS)
@@ -277,22 +273,25 @@ class Baseline:
     name: str  # for summary.json and messages (credentials removed)
 
 
-def read_baseline(spec: str, output: str, storage_options: Mapping[str, Any] | None = None) -> Baseline | None:
+def read_baseline(spec: str, output: Target | str) -> Baseline | None:
     """The run to compare with: ``previous`` (the latest earlier run of OUTPUT with label rows in its history;
-    None when there is none) or an output folder (DriftInputError when it has no label tables)."""
+    None when there is none) or an output folder (DriftInputError when it has no label tables, read with
+    OUTPUT's storage options)."""
+    output = Target.of(output)
     if spec == PREVIOUS:
-        history, runs = read_history(output, storage_options)
+        history, runs = read_history(output)
         with_labels = set(history.filter(pc.is_null(history.column("slice_key"))).column("run_id").to_pylist())
         for run_id in reversed(runs_in_order(runs)):
             if run_id in with_labels:
                 profile = run_profile_from_history(history, run_id)
                 return Baseline(profile, f"previous run {run_id}")
-        tables = published_tables(output, storage_options)
+        tables = published_tables(output)
         if tables is not None and tables.summary is not None and (tables.paths("label_summary") or tables.paths("label_stats")):
             # An output published before history existed: its label tables are still there.
-            return Baseline(_profile_from_tables(tables, output), f"previous run {tables.summary.get('run_id') or redact_uri(output)}")
+            return Baseline(_profile_from_tables(tables, output.url),
+                            f"previous run {tables.summary.get('run_id') or redact_uri(output.url)}")
         return None
-    tables = published_tables(spec, storage_options)
+    tables = published_tables(output.at(spec))
     if tables is None:
         raise DriftInputError(f"{redact_uri(spec)} does not exist: give the output folder of an earlier `framebeam run` "
                               "(the one holding summary.json), or `previous`.")
@@ -412,13 +411,13 @@ def _profiles_from_label_stats(table: pa.Table) -> dict[LabelKey, LabelProfile]:
 # ---------------------------------------------------------------- comparing this run
 
 
-def compare_run(classes: Sequence, hists: Mapping | None, baseline_spec: str | None, output: str,
-                storage_options: Mapping[str, Any] | None, thresholds: Mapping[str, float], slices: Sequence = ()) -> dict[str, Any]:
+def compare_run(classes: Sequence, hists: Mapping | None, baseline_spec: str | None, output: Target | str,
+                thresholds: Mapping[str, float], slices: Sequence = ()) -> dict[str, Any]:
     """This run's classes (summary.LabelSummary, with their histograms; ``slices``: slices.SliceSummary) against
     its baseline: {"history": rows, "drift": summary.json view or None, "issues": drift findings rows, "labels_present": n}."""
     current = RunProfile(label_profiles(classes, hists), None, "this run",
                          {(s.key, s.value): label_profiles(s.classes, s.hists) for s in slices})
-    baseline = read_baseline(baseline_spec, output, storage_options) if baseline_spec else None
+    baseline = read_baseline(baseline_spec, output) if baseline_spec else None
     rows: list[dict[str, Any]] = []
     issues: list[tuple] = []
     drift = None
@@ -487,24 +486,22 @@ def history_tables(previous: tuple[pa.Table, pa.Table], run: Mapping[str, Any], 
     return pa.concat_tables([history, new_history]), pa.concat_tables([runs, new_runs])
 
 
-def write_history(output: str, run_id: str, summary: dict[str, Any], compared: Mapping[str, Any] | None, keep: int,
-                  storage_options: Mapping[str, Any] | None = None) -> list:
+def write_history(output: Target | str, run_id: str, summary: dict[str, Any], compared: Mapping[str, Any] | None, keep: int) -> list:
     """Write the run's history tables into its incoming folder (published with the run); the WrittenFiles.
 
     Called just before publish. Nothing is written when the run folder is already complete (a retried publish).
     """
     from transforms import writing
 
-    fs, root = _fs(output, storage_options)
-    if fs.exists(f"{root}/{writing.RUNS_DIR}/{run_id}/{SUCCESS_MARKER}"):
+    output = Target.of(output)
+    if output.join(writing.RUNS_DIR, run_id, SUCCESS_MARKER).exists():
         return []
     compared = compared or {}
     run = {"run_id": run_id, "started_at": summary.get("started_at"), "published_at": summary.get("published_at")}
-    history, runs = history_tables(read_history(output, storage_options), run, compared.get("history", []),
+    history, runs = history_tables(read_history(output), run, compared.get("history", []),
                                    history_runs_row(summary, summary.get("drift"), compared.get("labels_present")), keep)
     staging = writing.staging_dir(output, run_id)
-    so = dict(storage_options) if storage_options else None
-    return [writing.write_rows("history", history, staging, so), writing.write_rows("history_runs", runs, staging, so)]
+    return [writing.write_rows("history", history, staging), writing.write_rows("history_runs", runs, staging)]
 
 
 # ---------------------------------------------------------------- Beam
@@ -516,12 +513,12 @@ class CompareLabels(beam.PTransform):
     rows, and this run's history rows (for ``write_history`` at publish)."""
 
     baseline: str | None = None
-    output: str = ""
-    storage_options: dict | None = None
+    output: Target | str = ""
     thresholds: dict | None = None
 
     def __post_init__(self):
         super().__init__()
+        self.output = Target.of(self.output)
 
     def expand(self, inputs):
         from transforms.flattening import TableRows
@@ -537,7 +534,7 @@ class CompareLabels(beam.PTransform):
             | "CompareBaseline" >> beam.Map(
                 lambda g, *args: compare_run(g["classes"][0] if g["classes"] else [], g["hists"][0] if g["hists"] else None, *args,
                                              slices=g["slices"][0] if g["slices"] else ()),
-                self.baseline, self.output, self.storage_options, dict(self.thresholds or {}))
+                self.baseline, self.output, dict(self.thresholds or {}))
         )
         extras = (
             label_items | "LabelTotals" >> beam.Map(lambda items: ("labels", label_totals(items))),

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from transforms.findings import Finding
 from transforms.validation import Frame
+
+if TYPE_CHECKING:
+    from transforms.storage import Target
 
 SCHEMA_RULE = "schema"
 SEED_RULE = "seed_example"
@@ -167,10 +170,10 @@ class MaskLabels:
         return cls({"_all_": _merge_colours(pairs, "_all_")})
 
     @classmethod
-    def load(cls, path: str, storage_options: dict[str, Any] | None = None) -> "MaskLabels":
+    def load(cls, place: "Target | str") -> "MaskLabels":
         from transforms.storage import read_bytes
 
-        return cls.parse(read_bytes(path, storage_options))
+        return cls.parse(read_bytes(place))
 
     def classes(self) -> int:
         return sum(len(d) for d in self.by_mask.values())

@@ -14,7 +14,6 @@ runs breaking the same stale lease cannot both win.
 from __future__ import annotations
 
 import os
-import posixpath
 import socket
 import threading
 import time
@@ -22,8 +21,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 import orjson
+
+from transforms.storage import Target
 
 LEASE_NAME = "_LEASE"
 TTL_ENV = "FRAMEBEAM_LEASE_TTL_SECONDS"
@@ -163,10 +163,8 @@ class _LocalStore:
 class _ObjectStore:
     """gs:// and s3:// through fsspec: create with mode="create"; tokens are generations / ETags."""
 
-    def __init__(self, fs, path: str):
-        self.fs, self.path = fs, path
-        protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-        self.kind = "s3" if "s3" in protocols else "gs" if ("gs" in protocols or "gcs" in protocols) else "other"
+    def __init__(self, target: Target):
+        self.fs, self.path, self.kind = target.fs, target.path, target.kind
 
     def create(self, data: bytes) -> object | None:
         try:
@@ -227,11 +225,9 @@ def _precondition_failed(e: BaseException) -> bool:
     return isinstance(e, FileExistsError) or any(s in text for s in ("PreconditionFailed", "pre-conditions", "412", "conditionNotMet"))
 
 
-def _store(output: str, storage_options: dict[str, Any] | None):
-    fs, out = fsspec.core.url_to_fs(output, **(storage_options or {}))
-    path = posixpath.join(out.rstrip("/"), LEASE_NAME)
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return _LocalStore(path) if "file" in protocols else _ObjectStore(fs, path)
+def _store(output: Target):
+    lease = output.join(LEASE_NAME)
+    return _LocalStore(lease.path) if lease.is_local else _ObjectStore(lease)
 
 
 @dataclass
@@ -293,14 +289,15 @@ def default_ttl() -> float:
         return DEFAULT_TTL_S
 
 
-def acquire(output: str, run_id: str, storage_options: dict[str, Any] | None = None, wait_s: float = 0.0,
+def acquire(output: Target | str, run_id: str, wait_s: float = 0.0,
             ttl_s: float | None = None, on_wait=None) -> Lease:
     """Take OUTPUT's lease, breaking a stale one; wait up to ``wait_s`` for a live one to go.
 
     Raises LeaseBusy (another live run holds it) or the storage's error (cannot write there).
     ``on_wait(holder)`` is called once when it starts waiting."""
     ttl = ttl_s or default_ttl()
-    store = _store(output, storage_options)
+    output = Target.of(output)
+    store = _store(output)
     deadline = time.monotonic() + max(wait_s, 0.0)
     told = False
     while True:
@@ -310,7 +307,7 @@ def acquire(output: str, run_id: str, storage_options: dict[str, Any] | None = N
                   "expires_at": time.time() + ttl}
         token = store.create(orjson.dumps(record))
         if token is not None:
-            return Lease(output, run_id, ttl, store, token, record)
+            return Lease(output.url, run_id, ttl, store, token, record)
         current = store.read()
         if current is None:
             continue  # released meanwhile: try again at once

@@ -13,11 +13,13 @@ import errno
 import os
 import posixpath
 import re
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import fsspec
 import orjson
+
+from transforms.storage import Target
 
 MARKER = "_FRAMEBEAM_OUTPUT"
 RUNS_DIR = "_runs"
@@ -40,21 +42,14 @@ class OutputState(NamedTuple):
     foreign: tuple[str, ...]    # entries framebeam did not write (a few, for the message)
 
 
-def _fs(path: str, storage_options: dict[str, Any] | None):
-    return fsspec.core.url_to_fs(path, **(storage_options or {}))
-
-
-def is_local_fs(fs) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-
-
-def output_state(output: str, storage_options: dict[str, Any] | None = None) -> OutputState:
+def output_state(output: Target | str) -> OutputState:
     """What OUTPUT holds now. Raises OutputRefused when it is a file."""
-    fs, out = _fs(output, storage_options)
-    if is_local_fs(fs):
+    target = Target.of(output)
+    output, out = target.url, target.path
+    if target.is_local:
         return _local_state(output, out)
     try:
-        entries = fs.ls(out, detail=True)
+        entries = target.ls(detail=True)
     except FileNotFoundError:
         return OutputState(False, False, ())
     if len(entries) == 1 and entries[0]["name"].rstrip("/") == out.rstrip("/") and entries[0]["type"] == "file":
@@ -97,17 +92,18 @@ def _written_by_framebeam(out: str, name: str) -> bool:
     return False
 
 
-def check_output(output: str, storage_options: dict[str, Any] | None = None) -> OutputState:
+def check_output(output: Target | str) -> OutputState:
     """Refuse (OutputRefused) an OUTPUT that is a file or a folder holding what framebeam did not write.
 
     Reads only; fast (one listing), so it runs before anything else."""
-    fs, out = _fs(output, storage_options)
-    state = output_state(output, storage_options)
+    target = Target.of(output)
+    output, out = target.url, target.path
+    state = output_state(target)
     if state.exists and not state.owned and state.foreign:
         shown = ", ".join(repr(n) for n in state.foreign[:3]) + (f" and {len(state.foreign) - 3} more" if len(state.foreign) > 3 else "")
         raise OutputRefused(f"--output {output} already holds files framebeam did not write ({shown}); framebeam writes only "
                             f"into a new or empty folder, or one it created: choose another --output")
-    if is_local_fs(fs) and not state.exists:
+    if target.is_local and not state.exists:
         parent = os.path.dirname(os.path.abspath(out))
         while parent and not os.path.lexists(parent):
             parent = os.path.dirname(parent)
@@ -158,29 +154,29 @@ def folder_of(uri: str) -> str:
     return posixpath.dirname(uri.rstrip("/")) or "."
 
 
-def folders_read(shards: list[str], mask_labels: str | None, storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+def folders_read(shards: Sequence[Target | str], mask_labels: str | None) -> list[tuple[str, str]]:
     """The folders a run reads, for ``check_overlap``: the shards', the class table's, and those of the
-    mask and source URIs named in the first bytes of the first shards."""
-    folders = [("input shards", f) for f in sorted({folder_of(s) for s in shards})]
+    mask and source URIs named in the first bytes of the first shards (read with their storage options)."""
+    shards = [Target.of(s) for s in shards]
+    folders = [("input shards", f) for f in sorted({folder_of(s.url) for s in shards})]
     if mask_labels:
         folders.append(("class table (--mask-labels)", folder_of(mask_labels)))
-    folders += [("masks and sources the frames name", f) for f in sorted(sample_mask_folders(shards, storage_options))]
+    folders += [("masks and sources the frames name", f) for f in sorted(sample_mask_folders(shards))]
     return folders
 
 
 _URI_FIELD = re.compile(rb'"uri"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def sample_mask_folders(shards: list[str], storage_options: dict[str, Any] | None = None, max_shards: int = 8,
-                        max_bytes: int = 256 * 1024) -> set[str]:
+def sample_mask_folders(shards: Sequence[Target | str], max_shards: int = 8, max_bytes: int = 256 * 1024) -> set[str]:
     """Folders of the mask and source URIs named in the first bytes of the first shards (a cheap look,
     not a promise: the folders of relative URIs are inside the shard folders, which are checked whole)."""
     from transforms.uris import resolve_uri
 
     folders: set[str] = set()
-    for shard in shards[:max_shards]:
+    for shard in map(Target.of, shards[:max_shards]):
         try:
-            with fsspec.open(shard, "rb", compression="infer", **(storage_options or {})) as f:
+            with fsspec.open(shard.url, "rb", compression="infer", **shard.storage_options) as f:
                 head = f.read(max_bytes)
         except Exception:  # noqa: BLE001 - a shard that cannot be read here becomes a finding in the run
             continue
@@ -190,28 +186,27 @@ def sample_mask_folders(shards: list[str], storage_options: dict[str, Any] | Non
             except orjson.JSONDecodeError:
                 continue
             if isinstance(uri, str) and uri and not uri.startswith(("http://", "https://")):
-                folders.add(folder_of(resolve_uri(uri, shard)))
+                folders.add(folder_of(resolve_uri(uri, shard.url)))
     return folders
 
 
 # --- claiming ----------------------------------------------------------------------------------------
 
-def claim_output(output: str, storage_options: dict[str, Any] | None = None, state: OutputState | None = None) -> None:
+def claim_output(output: Target | str, state: OutputState | None = None) -> None:
     """Create OUTPUT when needed and write the marker (the first write: failures here are the user's to fix)."""
-    fs, out = _fs(output, storage_options)
-    state = state or output_state(output, storage_options)
-    marker = posixpath.join(out.rstrip("/"), MARKER)
+    target = Target.of(output)
+    state = state or output_state(target)
+    marker = target.join(MARKER)
     try:
-        if is_local_fs(fs):
-            os.makedirs(out, exist_ok=True)
-        if not state.owned or not fs.exists(marker):
+        if target.is_local:
+            os.makedirs(target.path, exist_ok=True)
+        if not state.owned or not marker.exists():
             from transforms.writing import now_iso
 
-            with fs.open(marker, "wb") as f:
-                f.write(orjson.dumps({"written_by": "framebeam", "created_at": now_iso(),
-                                      "note": "framebeam owns this folder: it writes, replaces and deletes only its own files here"}))
+            marker.write_bytes(orjson.dumps({"written_by": "framebeam", "created_at": now_iso(),
+                                             "note": "framebeam owns this folder: it writes, replaces and deletes only its own files here"}))
     except Exception as e:  # noqa: BLE001 - classified into one line
-        raise OutputRefused(f"--output {output}: cannot write there ({describe_storage_error(e)})") from None
+        raise OutputRefused(f"--output {target.url}: cannot write there ({describe_storage_error(e)})") from None
 
 
 def describe_storage_error(e: BaseException) -> str:

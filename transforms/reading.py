@@ -16,13 +16,13 @@ import lzma
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import fsspec
 import orjson
 
 from transforms.findings import Finding
-from transforms.storage import is_transient
+from transforms.storage import Target, is_transient
 from transforms.uris import strip_userinfo
 from transforms.uris import redact_uri
 
@@ -67,17 +67,19 @@ class ShardPart(NamedTuple):
         return self.start == 0 and self.end is None
 
 
-def plan_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dict[str, Any] | None = None) -> list[ShardPart]:
+def plan_shard(shard: Target | str, limits: ReadLimits = ReadLimits()) -> list[ShardPart]:
     """Split a large uncompressed JSON Lines shard into parts that workers read in parallel.
 
     Parts start right after a newline; one sequential pass counts the newlines before each part so
     records keep their physical line numbers (memchr speed: ~20x cheaper than parsing the records).
     Compressed shards and .json documents cannot be split and are read whole.
     """
+    shard = Target.of(shard)
+    uri = shard.url
     if shard_codec(uri) or shard_format(uri) == "json":
         return [ShardPart(uri)]
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        fs, path = shard.fs, shard.path
         size = fs.size(path)
     except (FileNotFoundError, PermissionError, ValueError, OSError):
         return [ShardPart(uri)]  # reading it reports the problem
@@ -107,14 +109,14 @@ def plan_shard(uri: str, limits: ReadLimits = ReadLimits(), storage_options: dic
     return parts
 
 
-def expand_input(pattern: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Shard URIs matching one glob (sorted, with the protocol kept: 's3://b/k', not 'b/k')."""
-    fs, _, paths = fsspec.get_fs_token_paths(pattern, storage_options=storage_options or {})
-    if not _is_glob(pattern) and not paths:
-        paths = [fs._strip_protocol(pattern)]
-    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    local = "file" in protocols
-    return [p if local else fs.unstrip_protocol(p) for p in sorted(paths) if not fs.isdir(p)]
+def expand_input(pattern: Target | str) -> list[str]:
+    """Shard URIs matching one glob (sorted, with the protocol kept: 's3://b/k', not 'b/k'; reached with
+    the pattern's storage options)."""
+    pattern = Target.of(pattern)
+    fs, _, paths = fsspec.get_fs_token_paths(pattern.url, storage_options=pattern.storage_options)
+    if not _is_glob(pattern.url) and not paths:
+        paths = [fs._strip_protocol(pattern.url)]
+    return [pattern.url_of(p) for p in sorted(paths) if not fs.isdir(p)]
 
 
 def _is_glob(pattern: str) -> bool:
@@ -182,12 +184,13 @@ class _Zstd(io.RawIOBase):
         self.pending = b"".join(out)
 
 
-def open_shard(uri: str, storage_options: dict[str, Any] | None = None):
+def open_shard(shard: Target | str):
     """A shard opened for binary reading, decompressed by its suffix. Every codec fails loudly on a
     stream that ends early or fails its checksum (gzip, bz2 and xz do on their own; zstd through
     ``_Zstd``), so damage is a ``shard_unreadable`` finding, never silently fewer records."""
-    codec = shard_codec(uri)
-    raw = fsspec.open(strip_userinfo(uri), "rb", **(storage_options or {})).open()
+    shard = Target.of(shard)
+    codec = shard_codec(shard.url)
+    raw = fsspec.open(strip_userinfo(shard.url), "rb", **shard.storage_options).open()
     try:
         if codec == "gzip":
             return gzip.GzipFile(fileobj=raw, mode="rb")
@@ -256,21 +259,24 @@ def shard_format(uri: str) -> str:
     return "json" if name.endswith(".json") else "jsonl"
 
 
-def iter_shard(source: str | ShardPart, limits: ReadLimits = ReadLimits(), storage_options: dict[str, Any] | None = None) -> Iterator[RawRecord]:
+def iter_shard(source: Target | str | ShardPart, limits: ReadLimits = ReadLimits(), part: ShardPart | None = None) -> Iterator[RawRecord]:
     """Every non-blank record of a shard (or part of one), then (if reading failed part-way) one
     ``shard_unreadable`` problem.
 
     Permanent failures (missing file, permission, corrupt compression) become findings; transient ones
     (connection errors, timeouts) raise so the runner retries the bundle.
     """
-    part = source if isinstance(source, ShardPart) else ShardPart(source)
+    if isinstance(source, ShardPart):
+        source, part = source.uri, source
+    shard = Target.of(source)
+    part = part or ShardPart(shard.url)
     uri = part.uri
     shown = redact_uri(uri)
     last_line = part.first_line - 1
     emitted = 0
     counted: _Counting | None = None
     try:
-        with open_shard(uri, storage_options) as f:
+        with open_shard(shard) as f:
             if part.start:
                 f.seek(part.start)
             counted = _Counting(f if hasattr(f, "peek") else io.BufferedReader(f, buffer_size=1 << 20))

@@ -14,7 +14,6 @@ import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import fsspec
 import numpy as np
 import orjson
 import pyarrow.compute as pc
@@ -27,6 +26,7 @@ from transforms.report_data import (FRAGMENT_CROP_MAX, PREVIEW_MAX_WIDTH, LabelR
                                     finding_examples, fragment_rows, group_by_label, label_name, label_rows, label_stats_sample,
                                     mask_preview, worst_fragmented, worst_frames)
 from transforms.report_trends import RECENT_RUNS, TRENDS_CSS, Trends, read_trends, svg_run_strip, svg_sparkline
+from transforms.storage import Target
 from transforms.uris import redact, redact_uri
 
 REPORT_FILE = "report.html"
@@ -275,8 +275,8 @@ def _worst_section(folder: OutputFolder) -> Markup:
                     f"The {len(frames)} frames with most errors (then warnings).")
 
 
-def _preview_section(folder: OutputFolder, storage_options: dict[str, Any] | None) -> Markup:
-    preview = mask_preview(folder, storage_options)
+def _preview_section(folder: OutputFolder) -> Markup:
+    preview = mask_preview(folder)
     if isinstance(preview, str):
         return _section("mask-preview", "Mask preview", _missing(preview))
     img = base64.b64encode(preview.png).decode("ascii")
@@ -454,11 +454,11 @@ h3{font-size:14px;margin:12px 0 4px}ul.never{columns:3 240px;margin:0;padding:0;
 
 
 
-def render_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,
-                  title_output: str | None = None) -> str:
-    """The report page (HTML text) for a published output folder; ``drift`` defaults to summary.json's.
-    ``title_output`` names the output in the title when ``output`` is a run folder inside it."""
-    folder = OutputFolder.open(output, storage_options)
+def render_report(output: Target | str, *, drift: dict[str, Any] | None = None, title_output: str | None = None) -> str:
+    """The report page (HTML text) for a published output folder (masks previewed with its storage options);
+    ``drift`` defaults to summary.json's. ``title_output`` names the output in the title when ``output`` is a run
+    folder inside it."""
+    folder = OutputFolder.open(output)
     summary = folder.summary
     labels = label_rows(folder)
     sample = label_stats_sample(folder)
@@ -470,21 +470,18 @@ def render_report(output: str, storage_options: dict[str, Any] | None = None, *,
         _label_sections(labels, sample, int((summary.get("masks") or {}).get("decoded") or 0)),
         _shapes_section(folder),
         _worst_section(folder),
-        _preview_section(folder, storage_options),
+        _preview_section(folder),
         _run_section(summary),
     ))
-    title = f"framebeam report — {redact_uri(title_output or output)}"
+    title = f"framebeam report — {redact_uri(title_output or folder.target.url)}"
     return redact(str(h('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                  '<meta name="viewport" content="width=device-width,initial-scale=1"><style>{css}</style></head>'
                  '<body><main><h1>{title}</h1>{body}</main></body></html>', title=title, css=Markup(_CSS + TRENDS_CSS), body=body)))  # the one redaction, over the whole page
 
 
-def write_report(output: str, storage_options: dict[str, Any] | None = None, *, drift: dict[str, Any] | None = None,
-                 title_output: str | None = None) -> str:
+def write_report(output: Target | str, *, drift: dict[str, Any] | None = None, title_output: str | None = None) -> str:
     """Render the report and write it to OUTPUT/report.html; returns that path."""
-    text = render_report(output, storage_options, drift=drift, title_output=title_output)
-    fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
-    path = f"{root.rstrip('/')}/{REPORT_FILE}"
-    with fs.open(path, "wb") as f:
-        f.write(text.encode("utf-8"))
-    return f"{output.rstrip('/')}/{REPORT_FILE}"
+    output = Target.of(output)
+    text = render_report(output, drift=drift, title_output=title_output)
+    output.join(REPORT_FILE).write_bytes(text.encode("utf-8"))
+    return f"{output.url.rstrip('/')}/{REPORT_FILE}"

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import fsspec
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -26,7 +25,7 @@ from PIL import Image
 
 from transforms.decoding import DecodeDeadline, MaskDecodeError, decode_mask_bytes
 from transforms.report_charts import Distribution
-from transforms.storage import DEFAULT_MAX_MASK_BYTES, ReadProblem, read_mask
+from transforms.storage import DEFAULT_MAX_MASK_BYTES, ReadProblem, Target, read_mask
 from transforms.uris import UriPolicy, redact_uri
 
 MAX_SAMPLE_ROWS = 1_000_000  # label_stats rows read for distributions
@@ -42,22 +41,27 @@ PREVIEW_MAX_WIDTH = 320
 class OutputFolder:
     """An output folder through fsspec, with the tables its summary.json says were published."""
 
-    fs: Any
-    root: str
+    target: Target
     summary: dict[str, Any]
 
+    @property
+    def fs(self):
+        return self.target.fs
+
+    @property
+    def root(self) -> str:
+        return self.target.path
+
     @classmethod
-    def open(cls, output: str, storage_options: dict[str, Any] | None = None) -> "OutputFolder":
-        fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
-        root = root.rstrip("/")
-        summary_path = f"{root}/summary.json"
-        if not fs.exists(summary_path):
+    def open(cls, output: Target | str) -> "OutputFolder":
+        target = Target.of(output)
+        summary = target.join("summary.json")
+        if not summary.exists():
             raise FileNotFoundError(
-                f"{redact_uri(output)} has no summary.json: point at the folder given as --output to a finished "
+                f"{redact_uri(target.url)} has no summary.json: point at the folder given as --output to a finished "
                 "framebeam run (it is written last, with _SUCCESS)."
             )
-        with fs.open(summary_path, "rb") as f:
-            return cls(fs, root, orjson.loads(f.read()))
+        return cls(target, orjson.loads(summary.read_bytes()))
 
     def files(self, table: str) -> list[str]:
         """The table's Parquet files; [] when this run did not publish it (e.g. decode tables after convert)."""
@@ -438,7 +442,7 @@ def choose_preview_mask(folder: OutputFolder, max_rows: int = 200_000) -> list[d
     return candidates
 
 
-def mask_preview(folder: OutputFolder, storage_options: dict[str, Any] | None = None) -> MaskPreview | str:
+def mask_preview(folder: OutputFolder) -> MaskPreview | str:
     """The preview, or why there is none (a sentence for the page)."""
     if not folder.files("masks"):
         return "No masks table in this output."
@@ -453,7 +457,7 @@ def mask_preview(folder: OutputFolder, storage_options: dict[str, Any] | None = 
         # The same checked reader as the run: policy on what is really read, no redirects, bounded.
         try:
             deadline = DecodeDeadline(timeout)
-            data = read_mask(row["resolved_uri"], policy=policy, storage_options=storage_options, max_bytes=max_bytes, deadline=deadline)
+            data = read_mask(row["resolved_uri"], policy=policy, storage_options=folder.target.storage_options, max_bytes=max_bytes, deadline=deadline)
             decoded = decode_mask_bytes(data, max_pixels=max_pixels, deadline=deadline)
         except (ReadProblem, MaskDecodeError) as e:
             problems.append(f"{redact_uri(row['resolved_uri'])}: {e.message}")

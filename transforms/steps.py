@@ -28,6 +28,7 @@ from transforms.mask_requests import MaskRequest, plan_masks, too_many_masks
 from transforms.portable import MAIN, SPREAD_BUCKETS, Gather, Spread, Tagged, only, tag_outputs
 from transforms.reading import ReadLimits, RecordChunk, ShardPart, chunk_records, expand_input, iter_shard, plan_shard
 from transforms.schema import IssueRow
+from transforms.storage import Target
 from transforms.tuning import WorkerSetup
 from transforms.uris import redact_uri
 from transforms.validation import DEFAULT_MAX_JSON_DEPTH, Frame, validate_record
@@ -193,25 +194,29 @@ class ReadFrames(beam.PTransform):
     and no record is copied between processes.
     """
 
-    patterns: Sequence[str]
+    inputs: Sequence[Target | str]  # globs, with the storage options that reach them and the shards they match
     limits: ReadLimits = ReadLimits()
-    storage_options: dict[str, Any] | None = None
     spread: int = SPREAD_BUCKETS  # ways the shard parts are split (see transforms.portable.Spread)
 
     def __post_init__(self):
         super().__init__()
+        self.inputs = [Target.of(i) for i in self.inputs]
+        if any(i.storage_options != self.inputs[0].storage_options for i in self.inputs):
+            raise ValueError("ReadFrames reads every glob with the same storage options")
 
     def expand(self, pbegin):
-        opts, limits = self.storage_options, self.limits
+        limits = self.limits
+        # Shard URIs travel as strings (Distinct keys them); each is reached with the globs' storage options.
+        reach = self.inputs[0] if self.inputs else Target("")
         return (
             pbegin
-            | "Patterns" >> beam.Create(list(self.patterns))
-            | "ExpandGlobs" >> beam.FlatMap(expand_input, opts)
+            | "Patterns" >> beam.Create([i.url for i in self.inputs])
+            | "ExpandGlobs" >> beam.FlatMap(lambda pattern: expand_input(reach.at(pattern)))
             | "DistinctShards" >> beam.Distinct()
             | "SpreadShards" >> beam.Reshuffle()
-            | "PlanParts" >> beam.FlatMap(plan_shard, limits, opts).with_output_types(ShardPart)
+            | "PlanParts" >> beam.FlatMap(lambda shard: plan_shard(reach.at(shard), limits)).with_output_types(ShardPart)
             | "SpreadParts" >> Spread(_part_bucket, ShardPart, self.spread)
-            | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(part, limits, opts), limits))
+            | "ReadParts" >> beam.FlatMap(lambda part: chunk_records(redact_uri(part.uri), iter_shard(reach.at(part.uri), limits, part), limits))
             .with_output_types(RecordChunk)
         )
 
@@ -315,11 +320,10 @@ def _as_rows(table: str, rows: list) -> list[TableRows]:
 class WriteParquetFn(SetUpWorker):
     """Buffers each bundle's rows per table and writes them as Parquet files into staging."""
 
-    def __init__(self, directory: str, storage_options: dict[str, Any] | None, max_rows: int = 150_000,
-                 max_bytes: int = 32 * 1024 * 1024, worker: WorkerSetup = WorkerSetup()):
+    def __init__(self, directory: Target, max_rows: int = 150_000, max_bytes: int = 32 * 1024 * 1024,
+                 worker: WorkerSetup = WorkerSetup()):
         super().__init__(worker)
-        self.directory = directory
-        self.storage_options = storage_options
+        self.directory = directory  # pickled as URL and options; its filesystem is made on the worker
         self.max_rows = max_rows
         self.max_bytes = max_bytes  # flushed by bytes too: crop rows of big masks are large
         self.rows_out = beam.metrics.Metrics.counter(self.__class__, "rows-written")
@@ -342,7 +346,7 @@ class WriteParquetFn(SetUpWorker):
     def _flush(self, table: str) -> writing.WrittenFile:
         rows = self.buffer.take(table)
         self.rows_out.inc(len(rows))
-        return writing.write_rows(table, rows, self.directory, self.storage_options)
+        return writing.write_rows(table, rows, self.directory)
 
 
 class WriteGroupFn(WriteParquetFn):
@@ -388,11 +392,10 @@ class TableBranches(NamedTuple):
 class WriteTables(beam.PTransform):
     """TableBranches -> Parquet files under OUTPUT/<table>/, summary.json and _SUCCESS, published at the end."""
 
-    output: str
+    output: Target
     run_id: str
     tables: Sequence[str]
     run_info: writing.RunInfo
-    storage_options: dict[str, Any] | None = None
     keep_history: int = 30
     # False for runners that drop finish_bundle's outputs (see WriteGroupFn): rows are grouped before writing.
     bundle_outputs: bool = True
@@ -400,6 +403,7 @@ class WriteTables(beam.PTransform):
 
     def __post_init__(self):
         super().__init__()
+        self.output = Target.of(self.output)
 
     def _extract_input_pvalues(self, pvalueish):
         # Beam's hook for multi-input transforms: the branches a job does not have are None.
@@ -431,7 +435,7 @@ class WriteTables(beam.PTransform):
         if self.bundle_outputs:
             written, counted = [], []
             for rows, write_label, count_label in to_write:
-                written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, self.storage_options, worker=self.worker))
+                written.append(rows | write_label >> beam.ParDo(WriteParquetFn(staging, worker=self.worker))
                                .with_output_types(writing.WrittenFile))
                 counted.append(rows | count_label >> beam.Map(lambda item: writing.finding_counts([item])).with_output_types(dict))
             files = tuple(written) | "AllFiles" >> beam.Flatten()
@@ -446,18 +450,17 @@ class WriteTables(beam.PTransform):
                 | "AllRows" >> beam.Flatten()
                 | "KeyForWriting" >> beam.ParDo(KeyForWriting()).with_output_types(typehints.Tuple[typehints.Tuple[str, int], TableRows])
                 | "GroupForWriting" >> beam.GroupByKey()
-                | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging, self.storage_options, worker=self.worker)).with_output_types(Tagged)
+                | "WriteGroups" >> beam.ParDo(WriteGroupFn(staging, worker=self.worker)).with_output_types(Tagged)
             )
             gathered = (
                 {"written": written, "extras": extras, "history": history}
                 | "GatherForPublish" >> Gather()
                 | "SplitWritten" >> beam.Map(_split_written).with_output_types(dict[str, list])
             )
-        output, run_id, tables, info, so, keep = (self.output, self.run_id, self.tables, self.run_info, self.storage_options,
-                                                  self.keep_history)
+        output, run_id, tables, info, keep = self.output, self.run_id, self.tables, self.run_info, self.keep_history
         return gathered | "Publish" >> beam.Map(
             lambda g: _publish(output, run_id, g["files"], tables, info, _sum_counters(g["counts"]), dict(g["extras"]),
-                               g["history"], keep, so))
+                               g["history"], keep))
 
 
 def _split_written(g: dict[str, list]) -> dict[str, list]:
@@ -465,24 +468,24 @@ def _split_written(g: dict[str, list]) -> dict[str, list]:
             "counts": [t.value for t in g["written"] if t.tag == "counts"], "extras": g["extras"], "history": g["history"]}
 
 
-def _publish(output: str, run_id: str, written: list, tables: Sequence[str], info: writing.RunInfo, counts, extras: dict,
-             history: list, keep_history: int, storage_options) -> dict:
+def _publish(output: Target, run_id: str, written: list, tables: Sequence[str], info: writing.RunInfo, counts, extras: dict,
+             history: list, keep_history: int) -> dict:
     """The summary, this run's history tables (carried forward from the previous run), then the atomic publish."""
     from transforms.history import write_history
 
     summary = writing.build_summary(info, counts, extras)
     summary["published_at"] = writing.now_iso()
-    written = list(written) + write_history(output, run_id, summary, history[0] if history else None, keep_history, storage_options)
-    return writing.publish(output, run_id, written, tables, summary, storage_options, _write_report(output, storage_options))
+    written = list(written) + write_history(output, run_id, summary, history[0] if history else None, keep_history)
+    return writing.publish(output, run_id, written, tables, summary, _write_report(output))
 
 
-def _write_report(output: str, storage_options):
+def _write_report(output: Target):
     """The report is written into the run folder before _SUCCESS: a complete output always has one."""
-    def write(run_folder: str, summary: dict) -> None:
+    def write(run_folder: Target, summary: dict) -> None:
         # Imported where used: the report brings the mask decoders, which a convert worker never needs before publish.
         from transforms.report import write_report
 
-        write_report(run_folder, storage_options, drift=summary.get("drift"), title_output=output)
+        write_report(run_folder, drift=summary.get("drift"), title_output=output.url)
     return write
 
 

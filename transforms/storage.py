@@ -1,4 +1,4 @@
-"""Reading objects through fsspec, telling permanent storage failures from transient ones, and the one
+"""Where framebeam reads and writes (``Target``: a URL with its fsspec storage options), reading objects through fsspec, telling permanent storage failures from transient ones, and the one
 checked, bounded reader every mask read goes through (``read_mask``).
 
 Permanent failures (missing, forbidden, not a file) become findings on the record that needed the
@@ -17,17 +17,20 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import re
 import socket
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import fsspec
 
-from transforms.uris import HTTP_SCHEMES, UriPolicy, normalise_http, redact, scheme_of, strip_userinfo
+from transforms.uris import _SECRET_NAME, HTTP_SCHEMES, MASK, UriPolicy, normalise_http, redact, scheme_of, strip_userinfo
 
 _FORBIDDEN = re.compile(r"\b(401|403|Forbidden|Unauthori[sz]ed|AccessDenied|Access Denied|InvalidAccessKeyId|SignatureDoesNotMatch)\b", re.I)
 _NOT_FOUND = re.compile(r"\b(404|Not ?Found|NoSuchKey|NoSuchBucket)\b", re.I)
@@ -50,6 +53,150 @@ READ_CHUNK = 1 << 20
 HTTP_ATTEMPTS = 3  # a 5xx/429/408 answer is retried this often (backoff 0.5 s, 1 s) within the time budget
 UNREACHABLE_MEMORY_S = 300.0
 NOT_FOUND = "no such file or object"  # one text for every storage, so outputs compare equal across them
+
+
+# --- the storage target: one URL with the options to reach it -------------------------------------------
+
+_SECRET_OPTION = re.compile(_SECRET_NAME, re.IGNORECASE)
+
+
+def redact_options(options: Any) -> Any:
+    """Storage options as they may be shown: values of credential-like keys (key, secret, token, password,
+    aws_secret_access_key, ...) are '***', every other string goes through ``redact`` (user-info in URLs)."""
+    if isinstance(options, Mapping):
+        return {k: MASK if isinstance(k, str) and _SECRET_OPTION.fullmatch(k) and v not in (None, "", False)
+                else redact_options(v) for k, v in options.items()}
+    if isinstance(options, (list, tuple)):
+        return type(options)(redact_options(v) for v in options)
+    return redact(options) if isinstance(options, str) else options
+
+
+_KINDS = {"s3": "s3", "s3a": "s3", "gs": "gs", "gcs": "gs"}
+
+
+@dataclass(frozen=True, repr=False)
+class Target:
+    """A place in storage: a URL (local path, file://, gs://, s3://, memory://, ...) and the fsspec storage
+    options that reach it (credentials, endpoint_url, anon, ...). What used to travel as ``(url, storage_options)``.
+
+    Picklable as its two fields only (``__reduce__``): the fsspec filesystem is made on first use in each
+    process (fsspec caches instances per options), never shipped to workers. The repr redacts secrets.
+    In the spirit of pangeo-forge-recipes' ``FSSpecTarget`` (which holds a filesystem instead of a URL).
+    """
+
+    url: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if isinstance(self.url, Target):
+            raise TypeError("Target(url=...) takes a URL; use Target.of(target) to pass a Target through")
+        object.__setattr__(self, "storage_options", dict(self.storage_options or {}))
+
+    @classmethod
+    def of(cls, place: "Target | str", storage_options: Mapping[str, Any] | None = None) -> "Target":
+        """``place`` itself when it is a Target, else the Target of that URL (with ``storage_options``)."""
+        if isinstance(place, Target):
+            if storage_options:
+                raise TypeError("a Target carries its own storage options")
+            return place
+        return cls(str(place), storage_options or {})
+
+    def __reduce__(self):
+        return (Target, (self.url, dict(self.storage_options)))
+
+    def __repr__(self) -> str:
+        options = f", storage_options={redact_options(self.storage_options)!r}" if self.storage_options else ""
+        return f"Target({redact(self.url)!r}{options})"
+
+    def __str__(self) -> str:
+        return redact(self.url)
+
+    __hash__ = None  # the options are a dict
+
+    # -- where it is --
+    @cached_property
+    def _located(self) -> tuple[Any, str]:
+        fs, path = fsspec.core.url_to_fs(self.url, **self.storage_options)
+        return fs, path.rstrip("/") or path
+
+    @property
+    def fs(self):
+        """The fsspec filesystem (made on first use in this process; fsspec shares instances per options)."""
+        return self._located[0]
+
+    @property
+    def path(self) -> str:
+        """The path inside ``fs`` (no protocol; local paths made absolute), without a trailing '/'."""
+        return self._located[1]
+
+    @property
+    def protocol(self) -> str:
+        """The URL's protocol as fsspec reads it ('file' for a plain path), without making the filesystem."""
+        return fsspec.utils.get_protocol(self.url)
+
+    @property
+    def is_local(self) -> bool:
+        """On this machine's disk (plain path or file://): links, renames and fsync work there."""
+        return self.protocol in ("file", "local")
+
+    @property
+    def kind(self) -> str:
+        """'local', 's3', 'gs' or 'other' (memory://, ...)."""
+        return "local" if self.is_local else _KINDS.get(self.protocol, "other")
+
+    def at(self, url: str) -> "Target":
+        """Another URL reached with the same storage options."""
+        return Target(url, self.storage_options)
+
+    def join(self, *parts: str) -> "Target":
+        """The Target of ``url/part/...`` (same options)."""
+        return Target(posixpath.join(self.url.rstrip("/"), *parts), self.storage_options) if parts else self
+
+    def sub(self, *parts: str) -> str:
+        """The ``fs`` path of ``url/part/...`` (for calls on ``fs`` with several paths, e.g. ``mv``)."""
+        return posixpath.join(self.path, *parts) if parts else self.path
+
+    def with_path(self, path: str) -> "Target":
+        """The Target of another ``fs`` path on the same storage (e.g. from a listing)."""
+        return Target(self.url_of(path), self.storage_options)
+
+    def url_of(self, path: str) -> str:
+        """A URL for an ``fs`` path on this storage: plain for local disk, with the protocol otherwise."""
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    # -- what is there --
+    def open(self, mode: str = "rb", **kwargs):
+        return self.fs.open(self.path, mode, **kwargs)
+
+    def exists(self) -> bool:
+        return self.fs.exists(self.path)
+
+    def isdir(self) -> bool:
+        return self.fs.isdir(self.path)
+
+    def size(self) -> int | None:
+        return self.fs.size(self.path)
+
+    def ls(self, detail: bool = False) -> list:
+        return self.fs.ls(self.path, detail=detail)
+
+    def glob(self, pattern: str) -> list[str]:
+        """``fs`` paths matching ``pattern`` under this Target (sorted)."""
+        return sorted(self.fs.glob(posixpath.join(self.path, pattern)))
+
+    def read_bytes(self) -> bytes:
+        with self.open("rb") as f:
+            return f.read()
+
+    def write_bytes(self, data: bytes) -> None:
+        with self.open("wb") as f:
+            f.write(data)
+
+    def makedirs(self, exist_ok: bool = True) -> None:
+        self.fs.makedirs(self.path, exist_ok=exist_ok)
+
+    def rm(self, recursive: bool = False) -> None:
+        self.fs.rm(self.path, recursive=recursive)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -102,14 +249,15 @@ def permanent_error_code(exc: BaseException) -> str | None:
     return None
 
 
-def open_binary(uri: str, storage_options: dict[str, Any] | None = None, compression: str | None = None):
+def open_binary(place: Target | str, compression: str | None = None):
     """An fsspec file opened for binary reading (decompressed with ``compression``); credentials in
-    the URI are never used (nor logged)."""
-    return fsspec.open(strip_userinfo(uri), "rb", compression=compression, **(storage_options or {}))
+    the URI are never used (nor logged): only the Target's storage options are."""
+    target = Target.of(place)
+    return fsspec.open(strip_userinfo(target.url), "rb", compression=compression, **target.storage_options)
 
 
-def read_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> bytes:
-    with open_binary(uri, storage_options) as f:
+def read_bytes(place: Target | str) -> bytes:
+    with open_binary(place) as f:
         return f.read()
 
 
@@ -120,18 +268,20 @@ _memo_lock = threading.Lock()
 _S3_OPTION_CREDENTIALS = ("key", "secret", "token", "anon", "profile", "session")
 
 
-def credentials_problem(scheme: str, storage_options: dict[str, Any] | None = None) -> str | None:
-    """None when the storage client will find credentials for ``scheme``, else a sentence naming the
-    chain that was tried. Looked up once per process (the lookup may probe instance metadata).
+def credentials_problem(target: Target) -> str | None:
+    """None when the storage client will find credentials for the Target (its options, or the chain of its
+    URL's scheme), else a sentence naming the chain that was tried. Looked up once per process (the lookup
+    may probe instance metadata).
 
     s3: botocore's chain (environment, shared files, SSO, container, EC2 instance metadata = IMDS at
     169.254.169.254 unless AWS_EC2_METADATA_DISABLED=true). gs: gcsfs tries Application Default
     Credentials, then GCE metadata (skipped with NO_GCE_CHECK=true), then reads anonymously, so no
     credentials is not an error there: a private bucket answers 401/403 (``mask_unreadable``).
     """
+    scheme = scheme_of(target.url)
     if scheme not in ("s3", "s3a"):
         return None
-    options = storage_options or {}
+    options = target.storage_options
     if any(options.get(k) for k in _S3_OPTION_CREDENTIALS):
         return None
     key = (scheme,)
@@ -163,10 +313,11 @@ def credentials_problem(scheme: str, storage_options: dict[str, Any] | None = No
 _unreachable: dict[str, tuple[float, str]] = {}
 
 
-def _endpoint_key(uri: str, storage_options: dict[str, Any] | None) -> str:
+def _endpoint_key(target: Target) -> str:
+    uri = target.url
     scheme = scheme_of(uri)
     if scheme in ("s3", "s3a"):
-        kwargs = (storage_options or {}).get("client_kwargs") or {}
+        kwargs = target.storage_options.get("client_kwargs") or {}
         return "s3 " + str(kwargs.get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or "aws")
     if scheme in ("gs", "gcs"):
         return "gs " + os.environ.get("STORAGE_EMULATOR_HOST", "google")
@@ -192,11 +343,11 @@ def _known_unreachable(key: str) -> str | None:
 _probed: set[str] = set()
 
 
-def _probe_endpoint(uri: str, storage_options: dict[str, Any] | None) -> None:
+def _probe_endpoint(target: Target) -> None:
     """Once per process and endpoint: can a TCP connection be opened at all? A refused connection or an
     unresolvable name is then known at once, instead of after the client's retries on the first object
     (gcsfs: ~34 s) and remembered for the next ones. Skipped behind a proxy (the client goes through it)."""
-    key = _endpoint_key(uri, storage_options)
+    key = _endpoint_key(target)
     with _memo_lock:
         if key in _probed:
             return
@@ -284,7 +435,7 @@ def read_mask(uri: str, *, policy: UriPolicy | None = None, storage_options: dic
             return _read_local(uri, policy, max_bytes, budget)
         if scheme in HTTP_SCHEMES:
             return _read_http(normalise_http(uri), max_bytes, budget)
-        return _read_fsspec(uri, storage_options, max_bytes, budget)
+        return _read_fsspec(Target(strip_userinfo(uri), storage_options or {}), max_bytes, budget)
     except ReadProblem:
         raise
     except Exception as exc:  # noqa: BLE001 - every other failure becomes a finding, never a crash
@@ -356,19 +507,19 @@ def _read_capped(read: Callable[[int], bytes], max_bytes: int, budget: "_Budget"
     return b"".join(chunks)
 
 
-def _read_fsspec(uri: str, storage_options: dict[str, Any] | None, max_bytes: int, budget: _Budget) -> bytes:
-    scheme = scheme_of(uri)
-    problem = credentials_problem(scheme, storage_options)
+def _read_fsspec(target: Target, max_bytes: int, budget: _Budget) -> bytes:
+    """An object through fsspec (the Target's URL has no user-info: credentials come from its options)."""
+    problem = credentials_problem(target)
     if problem:
         raise ReadProblem("mask_unreadable", problem)
-    key = _endpoint_key(uri, storage_options)
-    _probe_endpoint(uri, storage_options)
+    key = _endpoint_key(target)
+    _probe_endpoint(target)
     known = _known_unreachable(key)
     if known:
         raise ReadProblem("mask_unreadable", f"the storage endpoint cannot be reached ({known}); this worker does not try it again for "
                                              f"{UNREACHABLE_MEMORY_S:.0f} s by this worker")
     try:
-        fs, path = fsspec.core.url_to_fs(strip_userinfo(uri), **(storage_options or {}))
+        fs, path = target.fs, target.path
         size = fs.size(path)
         if size is not None and size > max_bytes:
             raise _too_large(size, max_bytes)
@@ -395,7 +546,7 @@ def _read_http(url: str, max_bytes: int, budget: _Budget) -> bytes:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    key = _endpoint_key(url, None)
+    key = _endpoint_key(Target(url))
     known = _known_unreachable(key)
     if known:
         raise ReadProblem("mask_unreadable", f"the server cannot be reached ({known}); this worker does not try it again for "
@@ -482,14 +633,15 @@ def open_mask_file(uri: str, *, policy: UriPolicy | None = None, storage_options
             return f
         if scheme in HTTP_SCHEMES:
             return io.BytesIO(read_mask(uri, policy=policy, max_bytes=max_bytes, deadline=deadline))
-        problem = credentials_problem(scheme, storage_options)
+        target = Target(strip_userinfo(uri), storage_options or {})
+        problem = credentials_problem(target)
         if problem:
             raise ReadProblem("mask_unreadable", problem)
-        _probe_endpoint(uri, storage_options)
-        known = _known_unreachable(_endpoint_key(uri, storage_options))
+        _probe_endpoint(target)
+        known = _known_unreachable(_endpoint_key(target))
         if known:
             raise ReadProblem("mask_unreadable", f"the storage endpoint could not be reached a moment ago ({known})")
-        fs, path = fsspec.core.url_to_fs(strip_userinfo(uri), **(storage_options or {}))
+        fs, path = target.fs, target.path
         size = fs.size(path)
         if size is not None and size > max_bytes:
             raise _too_large(size, max_bytes)
@@ -499,5 +651,5 @@ def open_mask_file(uri: str, *, policy: UriPolicy | None = None, storage_options
     except Exception as exc:  # noqa: BLE001 - every failure is a finding on the masks that needed it
         text = f"{type(exc).__name__}: {redact(str(exc))[:300]}"
         if scheme and _type_names(exc) & _UNREACHABLE_TYPES:
-            _remember_unreachable(_endpoint_key(uri, storage_options), text)
+            _remember_unreachable(_endpoint_key(Target(uri, storage_options or {})), text)
         raise ReadProblem(permanent_error_code(exc) or "mask_unreadable", text) from None

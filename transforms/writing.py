@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import fsspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +32,7 @@ import pyarrow.parquet as pq
 
 from transforms.flattening import TableRows, rows_to_table
 from transforms.schema import TABLES, is_computed
+from transforms.storage import Target
 from transforms.uris import redact_value
 
 SUCCESS_MARKER = "_SUCCESS"
@@ -61,19 +61,15 @@ def join_path(base: str, *parts: str) -> str:
     return posixpath.join(base.rstrip("/"), *parts)
 
 
-def _fs(path: str, storage_options: dict[str, Any] | None):
-    return fsspec.core.url_to_fs(path, **(storage_options or {}))
-
-
-def write_parquet(table: pa.Table, path: str, storage_options: dict[str, Any] | None = None) -> None:
+def write_parquet(table: pa.Table, place: Target | str) -> None:
     """One Parquet file; every string in it is redacted first (``redact_table``): nothing written
     escapes the one redaction function, whichever column a credential hid in."""
     table = redact_table(table)
     if STOPPING.is_set():
         raise RuntimeError("the run was interrupted")
-    fs, p = _fs(path, storage_options)
-    fs.makedirs(posixpath.dirname(p), exist_ok=True)
-    with fs.open(p, "wb") as f:
+    target = Target.of(place)
+    target.fs.makedirs(posixpath.dirname(target.path), exist_ok=True)
+    with target.open("wb") as f:
         pq.write_table(table, f, compression="zstd", row_group_size=128 * 1024, use_dictionary=dictionary_columns(table.schema))
 
 
@@ -91,9 +87,9 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     return [path for f in schema for path in leaves(f.name, f.type)]
 
 
-def staging_dir(output: str, run_id: str) -> str:
+def staging_dir(output: Target | str, run_id: str) -> Target:
     """Where workers write a run's files before publish: inside the run's own folder, never in place."""
-    return join_path(output, RUNS_DIR, run_id, INCOMING_DIR)
+    return Target.of(output).join(RUNS_DIR, run_id, INCOMING_DIR)
 
 
 class TableBuffer:
@@ -233,22 +229,21 @@ def _redact_array(arr: pa.Array) -> pa.Array:
     return arr
 
 
-def write_rows(table: str, rows: Sequence | pa.Table, directory: str, storage_options: dict[str, Any] | None = None) -> WrittenFile:
+def write_rows(table: str, rows: Sequence | pa.Table, directory: Target | str) -> WrittenFile:
     """One Parquet file of rows (tuples in schema order, or an Arrow table) in ``directory/table/``."""
     data = rows if isinstance(rows, pa.Table) else rows_to_table(table, rows)
-    path = join_path(directory, table, f"part-{uuid.uuid4().hex}.parquet")
-    write_parquet(data, path, storage_options)
-    return WrittenFile(table, path, len(data))
+    target = Target.of(directory).join(table, f"part-{uuid.uuid4().hex}.parquet")
+    write_parquet(data, target)
+    return WrittenFile(table, target.url, len(data))
 
 
 def publish(
-    output: str,
+    output: Target | str,
     run_id: str,
     written: Iterable[WrittenFile],
     tables: Sequence[str],
     summary: dict[str, Any],
-    storage_options: dict[str, Any] | None = None,
-    before_success: Callable[[str, dict[str, Any]], None] | None = None,
+    before_success: Callable[[Target, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Complete the run's own folder ``OUTPUT/_runs/<run_id>/``, then expose it in one atomic step.
 
@@ -257,62 +252,52 @@ def publish(
     written, ``before_success`` runs on the run folder (e.g. the report), and ``_SUCCESS`` comes last.
     Then the run is exposed (see ``expose_run``) and the folders of earlier or killed runs are removed.
     """
-    fs, out = _fs(output, storage_options)
-    run = join_path(out, RUNS_DIR, run_id)
-    success = join_path(run, SUCCESS_MARKER)
-    if fs.exists(success):  # a retried publish bundle: the run folder is already complete
-        with fs.open(success, "rb") as f:
-            summary = orjson.loads(f.read())
+    output = Target.of(output)
+    success = output.join(RUNS_DIR, run_id, SUCCESS_MARKER)
+    if success.exists():  # a retried publish bundle: the run folder is already complete
+        summary = orjson.loads(success.read_bytes())
     else:
-        summary = _complete_run_folder(fs, output, run, run_id, written, tables, summary, storage_options, before_success)
+        summary = _complete_run_folder(output.join(RUNS_DIR, run_id), run_id, written, tables, summary, before_success)
     with PUBLISH_LOCK:
         if STOPPING.is_set():
             raise RuntimeError("the run was interrupted")
-        expose_run(fs, out, run_id, summary)
-    remove_other_runs(fs, out, keep=run_id)
+        expose_run(output, run_id, summary)
+    remove_other_runs(output, keep=run_id)
     return summary
 
 
-def _complete_run_folder(fs, output: str, run: str, run_id: str, written: Iterable[WrittenFile], tables: Sequence[str],
-                         summary: dict[str, Any], storage_options: dict[str, Any] | None,
-                         before_success: Callable[[str, dict[str, Any]], None] | None) -> dict[str, Any]:
+def _complete_run_folder(run: Target, run_id: str, written: Iterable[WrittenFile], tables: Sequence[str],
+                         summary: dict[str, Any], before_success: Callable[[Target, dict[str, Any]], None] | None) -> dict[str, Any]:
     by_table: dict[str, list[WrittenFile]] = defaultdict(list)
     for w in written:
         by_table[w.table].append(w)
     row_counts, files = {}, {}
     for table in tables:
-        fs.makedirs(join_path(run, table), exist_ok=True)
+        run.join(table).makedirs()
         reported = sorted(by_table.get(table, []), key=lambda w: w.path)
         names = [f"{table}/part-{i:05d}.parquet" for i in range(len(reported))]
         for w, name in zip(reported, names):
-            _, src = _fs(w.path, storage_options)
-            fs.mv(src, join_path(run, name))
+            run.fs.mv(run.at(w.path).path, run.sub(name))
         if not reported:  # so that SELECT * FROM 'OUTPUT/t/*.parquet' works on an empty table too
             names = [f"{table}/part-empty.parquet"]
-            write_parquet(TABLES[table].empty_table(), join_path(output, RUNS_DIR, run_id, names[0]), storage_options)
+            write_parquet(TABLES[table].empty_table(), run.join(names[0]))
         row_counts[table] = sum(w.rows for w in reported)
         files[table] = names
-    incoming = join_path(run, INCOMING_DIR)
-    if fs.exists(incoming):
-        fs.rm(incoming, recursive=True)
+    incoming = run.join(INCOMING_DIR)
+    if incoming.exists():
+        incoming.rm(recursive=True)
     summary = {**summary, "tables": row_counts, "run_id": run_id, "run_folder": f"{RUNS_DIR}/{run_id}", "files": files,
                "published_at": summary.get("published_at") or now_iso()}  # given: the time history rows carry
     summary = redact_value(summary)
     text = orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    with fs.open(join_path(run, SUMMARY_FILE), "wb") as f:
-        f.write(text)
+    run.join(SUMMARY_FILE).write_bytes(text)
     if before_success is not None:
-        before_success(join_path(output, RUNS_DIR, run_id), summary)
-    with fs.open(join_path(run, SUCCESS_MARKER), "wb") as f:
-        f.write(text)
+        before_success(run, summary)
+    run.join(SUCCESS_MARKER).write_bytes(text)
     return summary
 
 
-def is_local(fs) -> bool:
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-
-
-def expose_run(fs, out: str, run_id: str, summary: dict[str, Any]) -> None:
+def expose_run(output: Target, run_id: str, summary: dict[str, Any]) -> None:
     """Make a complete run folder the output, in one atomic step.
 
     Local disk: every entry of the run folder (tables, summary.json, report, _SUCCESS) is reached through
@@ -325,13 +310,12 @@ def expose_run(fs, out: str, run_id: str, summary: dict[str, Any]) -> None:
     there must read the tables through ``_SUCCESS``; summary.json beside it is a convenience copy.
     """
     text = orjson.dumps(redact_value(summary), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-    if not is_local(fs):
-        with fs.open(join_path(out, SUMMARY_FILE), "wb") as f:
-            f.write(text)
+    if not output.is_local:
+        output.join(SUMMARY_FILE).write_bytes(text)
         _pause_for_tests()
-        with fs.open(join_path(out, SUCCESS_MARKER), "wb") as f:
-            f.write(text)
+        output.join(SUCCESS_MARKER).write_bytes(text)
         return
+    out = output.path
     names = sorted(os.listdir(join_path(out, RUNS_DIR, run_id)))
     for name in names:
         _link_through_current(out, name)
@@ -377,50 +361,47 @@ def _pause_for_tests() -> None:
         time.sleep(seconds)
 
 
-def remove_other_runs(fs, out: str, keep: str) -> None:
-    """Delete the folders of earlier and of killed runs under ``_runs/`` (framebeam's own folder).
+def remove_other_runs(output: Target, keep: str | None) -> list[str]:
+    """Delete the folders of earlier and of killed runs under ``_runs/`` (framebeam's own folder), all but
+    ``keep``; the names removed.
 
     Safe because the caller's run holds the output's lease: no other run into this output is live.
     """
-    runs = join_path(out, RUNS_DIR)
-    for path in fs.ls(runs, detail=False) if fs.exists(runs) else []:
-        if posixpath.basename(path.rstrip("/")) != keep:
-            fs.rm(path, recursive=True)
-
-
-def published_run_id(output: str, storage_options: dict[str, Any] | None = None) -> str | None:
-    """The run id of the output's current complete run, or None."""
-    try:
-        return read_summary(output, storage_options).get("run_id")
-    except (OSError, ValueError):
-        return None
-
-
-def remove_leftover_runs(output: str, storage_options: dict[str, Any] | None = None) -> list[str]:
-    """Before a run (holding the lease): delete run folders killed runs left, keeping the published one."""
-    fs, out = _fs(output, storage_options)
-    keep = published_run_id(output, storage_options)
-    runs = join_path(out, RUNS_DIR)
+    runs = output.join(RUNS_DIR)
     removed = []
-    for path in fs.ls(runs, detail=False) if fs.exists(runs) else []:
+    for path in runs.ls() if runs.exists() else []:
         name = posixpath.basename(path.rstrip("/"))
         if name != keep:
-            fs.rm(path, recursive=True)
+            runs.fs.rm(path, recursive=True)
             removed.append(name)
     return removed
 
 
-def remove_own_run(output: str, run_id: str, storage_options: dict[str, Any] | None = None) -> bool:
+def published_run_id(output: Target | str) -> str | None:
+    """The run id of the output's current complete run, or None."""
+    try:
+        return read_summary(output).get("run_id")
+    except (OSError, ValueError):
+        return None
+
+
+def remove_leftover_runs(output: Target | str) -> list[str]:
+    """Before a run (holding the lease): delete run folders killed runs left, keeping the published one."""
+    output = Target.of(output)
+    return remove_other_runs(output, keep=published_run_id(output))
+
+
+def remove_own_run(output: Target | str, run_id: str) -> bool:
     """After a failed or interrupted run: delete its own run folder unless it was published. True if removed."""
+    output = Target.of(output)
     with PUBLISH_LOCK:  # an in-process publish either finished its swap or will not start one
-        if published_run_id(output, storage_options) == run_id:
+        if published_run_id(output) == run_id:
             return False
-        fs, out = _fs(output, storage_options)
-        run = join_path(out, RUNS_DIR, run_id)
+        run = output.join(RUNS_DIR, run_id)
         for _ in range(3):  # a writer thread may recreate a folder while it is deleted
             try:
-                if fs.exists(run):
-                    fs.rm(run, recursive=True)
+                if run.exists():
+                    run.rm(recursive=True)
                 break
             except FileNotFoundError:
                 continue
@@ -433,23 +414,20 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def read_summary(output: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    fs, out = _fs(output, storage_options)
+def read_summary(output: Target | str) -> dict[str, Any]:
     # _SUCCESS holds the summary and is what makes a run visible, on local disk and object stores alike.
-    with fs.open(join_path(out, SUCCESS_MARKER), "rb") as f:
-        return orjson.loads(f.read())
+    return orjson.loads(Target.of(output).join(SUCCESS_MARKER).read_bytes())
 
 
-def table_globs(output: str, storage_options: dict[str, Any] | None = None) -> dict[str, str]:
+def table_globs(output: Target | str) -> dict[str, str]:
     """Where each table of the current complete run is: a glob any Parquet reader takes.
 
     Local outputs expose ``OUTPUT/<table>/*.parquet``; on object stores the tables stay in the run
     folder named by ``_SUCCESS`` (there is no atomic rename there), so ask this, or ``framebeam tables``.
     """
-    summary = read_summary(output, storage_options)
-    fs, _ = _fs(output, storage_options)
-    local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    base = output.rstrip("/") if local else join_path(output, summary["run_folder"])
+    output = Target.of(output)
+    summary = read_summary(output)
+    base = output.url.rstrip("/") if output.is_local else join_path(output.url, summary["run_folder"])
     return {table: f"{base}/{table}/*.parquet" for table in summary["tables"]}
 
 
