@@ -496,6 +496,7 @@ def test_max_drift_without_baseline_is_misuse(drawn: list[Path], tmp_path: Path)
         run_cli("validate", "--input", str(frames), "--output", str(beside(tmp_path, "o")), "--max-drift", "kl=0.1")
 
 
+@pytest.mark.slow
 def test_baseline_previous_from_history_only_and_a_shape_breach_fails_validate(drawn: list[Path], tmp_path: Path) -> None:
     """run, convert (no labels), validate --baseline previous: the baseline is the first run, whose folder the convert's
     publish removed, so its label and shape distributions come from history rows alone. A shape_js threshold below
