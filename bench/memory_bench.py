@@ -36,7 +36,11 @@ MASK_LABELS = ["road", "person", "car", "building"]
 def tree_rss(root: psutil.Process) -> int:
     """RSS of a process and all its descendants, in bytes (processes that vanish mid-sample count 0)."""
     total = 0
-    for proc in [root, *root.children(recursive=True)]:
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:  # a child ended while being listed
+        procs = [root]
+    for proc in procs:
         try:
             total += proc.memory_info().rss
         except psutil.Error:

@@ -17,8 +17,9 @@ the same run so machine load hits both:
 The decode-only loop runs in its own process three times: glibc's default malloc (the plain loop,
 the goal's baseline) and under both settings below; ratios are given to the plain loop and to the
 fastest loop. ``--malloc`` times (b) with glibc's malloc thresholds set for the workers (MALLOC_MMAP_THRESHOLD_ /
-MALLOC_TRIM_THRESHOLD_, see ../shared/NOTES.md), without them, or both. The CLI sets them itself when
-they are unset, so "off" passes glibc's initial values, fixed (see MALLOC_OFF).
+MALLOC_TRIM_THRESHOLD_, see ../shared/NOTES.md), without them, or both. framebeam's workers set the same
+values themselves (mallopt, transforms/tuning.py) unless the environment gives them, so "off" passes glibc's
+initial values, fixed (see MALLOC_OFF); bench/tuning_bench.py compares against glibc's true default.
 Goals: issue 3, run >= 1.5x decode-only on 2 cores (blobs); issue 14, >= 2.2x on 2,000 polygon masks with 8
 colours and >= 1.8x on 1,000 masks with a 150-colour table (20 present, so 20 crops each).
 --data DIR keeps the generated inputs between runs (one folder per shape/table choice).
@@ -47,8 +48,8 @@ UNDECLARED = (0, 0, 1)  # a seam colour nobody declared
 # glibc keeps freed 1080p buffers instead of unmapping them (NOTES.md: ~5,000 page faults per mask otherwise).
 MALLOC_ON = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "2147483648"}
 # glibc's initial values, but fixed: setting them turns off glibc's dynamic threshold (which rises to
-# the size of freed big blocks, up to 32 MiB). The CLI fills in MALLOC_ON when they are unset, so a
-# run with glibc's true default is not possible through the CLI; the plain baseline loop gets it.
+# the size of freed big blocks, up to 32 MiB). The workers set MALLOC_ON's values when these are unset
+# (FRAMEBEAM_TUNING=mmap,trim leaves glibc's true default: bench/tuning_bench.py); the plain loop gets it.
 MALLOC_OFF = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
