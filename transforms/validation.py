@@ -183,11 +183,15 @@ def overflows(data: bytes) -> bool:
     return False
 
 
+# An integer orjson reads as a float (it reads -2**63 .. 2**64 - 1 exactly): more than 19 digits, or a negative one of 19.
+_BEYOND_64_BITS = re.compile(rb"[0-9]{20}|-[0-9]{19}")
+
+
 def parse_record(data: bytes) -> tuple[Any, Finding | None]:
     """orjson first (fast, strict); on failure, say precisely why so users can fix the exporter."""
     try:
         value = orjson.loads(data)
-        if not maybe_overflow(data):
+        if not maybe_overflow(data) and _BEYOND_64_BITS.search(data) is None:
             return value, None
     except orjson.JSONDecodeError as e:
         msg = str(e)
@@ -198,20 +202,31 @@ def parse_record(data: bytes) -> tuple[Any, Finding | None]:
     if "UTF-8" in msg:
         return None, Finding("json_invalid_utf8", "", f"The record is not valid UTF-8 ({msg}); re-export it as UTF-8.")
     try:
-        # The standard library is slower but reads what orjson refuses and JSON allows (integers beyond
-        # 64 bits: validation then reports them where they stand) and names NaN/Infinity.
+        # The standard library is slower but reads what orjson refuses or rounds and JSON allows (integers beyond
+        # 64 bits: validation reports them in typed fields and keeps them exactly in metas) and names NaN/Infinity.
         value = json.loads(data, parse_constant=_reject_constant, parse_float=_reject_overflow)
     except _NonFinite as nf:
         return None, Finding("json_nan_or_infinity", "", f"The record contains {nf}, which JSON does not allow; write null or a number instead.")
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None, Finding("json_invalid", "", f"The record is not valid JSON: {msg}.")
-    try:
-        orjson.dumps(value)  # lone surrogates (\ud800) parse in Python but cannot be written as UTF-8
-    except orjson.JSONEncodeError:
+    if _has_lone_surrogate(value):  # \ud800 parses in Python but is no text: it cannot be written as UTF-8
         return None, Finding("json_invalid_utf8", "", f"The record escapes an invalid Unicode code point ({msg}); re-export it as valid UTF-8.")
-    except TypeError:
-        pass
     return value, None
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string of the parsed value holds a lone surrogate. orjson.dumps refuses those, and also
+    integers beyond 64 bits, which the standard library read exactly and validation keeps (metas, extra) or
+    reports where they stand (typed fields); only the first is a problem here, so the standard library decides."""
+    try:
+        orjson.dumps(value)
+        return False
+    except TypeError:  # orjson.JSONEncodeError
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+            return False
+        except UnicodeEncodeError:
+            return True
 
 
 def raw_text(data: bytes) -> str:
