@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from tests.conftest import beside, query, run_cli, shared_dir, table
 from tests.servers import gcs, gcs_emulator, gcs_proxy, moto_s3, s3  # noqa: F401 - fixtures
 from transforms import history
-from transforms.drift import HIST_BINS, LabelProfile
+from transforms.drift import HIST_BINS, LabelProfile, compare_profiles
 from transforms.history import history_tables, label_profiles, read_history
 from transforms.schema import HISTORY, HISTORY_RUNS
 from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, label_distributions, resolve_labels
@@ -331,6 +331,12 @@ def test_history_of_an_older_schema_is_carried_forward(tmp_path: Path) -> None:
     old = pa.table({"run_id": ["r0"], "labels": [["car"]], "frames_present": [1], "masks": [2], "masks_present": [1], "total_pixels": [5]})
     conformed = history.conform(old, HISTORY)
     assert conformed.schema == HISTORY and conformed.column("components_mean").to_pylist() == [None]
+    # A baseline from such rows has no shape histograms: shape drift is null against it, not an error.
+    base = history.run_profile_from_history(conformed, "r0")
+    assert base.labels[("car",)].components_hist is None and base.labels[("car",)].largest_share_hist is None
+    current = {("car",): LabelProfile(("car",), masks=2, masks_present=1, components_hist=(0, 1) + (0,) * 10)}
+    result = compare_profiles(current, base.labels)
+    assert result["shape_js"] is None and result["per_label"][0]["components_js"] is None
 
 
 # ---------------------------------------------------------------- runs into one OUTPUT

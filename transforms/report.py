@@ -358,7 +358,8 @@ def _drift_section(drift: Mapping[str, Any] | None) -> Markup:
         lines.append(_table(["slice", "L-inf", "JS", "PSI", "shape JS", "moved most", "over threshold"], slice_rows, "compact"))
     note = (f"Baseline: {drift.get('baseline', '?')}. Label share p(label) = masks where the label is present / all such "
             "masks over labels; shares are compared across the two runs, and each label's pixel-fraction histogram (20 bins) "
-            "and, when shapes were measured, its histograms of components and holes per mask (12 bins: 0-4, then doubling).")
+            "and, when shapes were measured, its histograms of components and holes per mask (12 bins: 0-4, then doubling) "
+            "and of its largest component's share of its pixels (10 bins).")
     return _section("drift", "Drift against the baseline", join(lines), note)
 
 
