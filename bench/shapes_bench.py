@@ -211,9 +211,9 @@ def run(args) -> None:
     data = args.data or tmp / "in"
     try:
         paths = write_run_inputs(data, args.masks, args.classes)
-        from transforms import kernel
+        from transforms.warmup import warm
 
-        kernel.warm()  # numba's on-disk cache filled before timing (workers load it; compiling is not what is measured)
+        warm()  # numba's on-disk cache filled before timing (workers load it; compiling is not what is measured)
         print(f"{len(paths):,} polygon masks {WIDTH}x{HEIGHT}, {args.classes}-class table, every present colour an ROI with a box poly")
         print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}, cores: {os.cpu_count()}")
         for repeat in range(args.repeat):

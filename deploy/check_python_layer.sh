@@ -37,7 +37,7 @@ cd /
 # The launcher imports this; workers import the transforms through the pickled DoFns.
 "$PY" -c "import pipelines.flex_template, pipelines.assemble, transforms.masks, transforms.video, apache_beam.runners.dataflow.internal.apiclient"
 # The Dockerfile's warm-up of the numba kernel cache (compiles every kernel signature: ~10-20 s).
-NUMBA_CACHE_DIR="$WORK/numba-cache" NUMBA_CPU_NAME=generic "$PY" -c "from transforms.kernel import warm; warm()"
+NUMBA_CACHE_DIR="$WORK/numba-cache" NUMBA_CPU_NAME=generic "$PY" -c "from transforms.warmup import warm; warm()"
 # Every installed distribution must be pinned at exactly that version (names compared canonically).
 "$PY" - "$REPO/deploy/requirements.txt" <<'PYCODE'
 import sys

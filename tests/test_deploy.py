@@ -321,6 +321,6 @@ def test_dockerfile_ships_the_mask_kernel_compiled():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "NUMBA_CACHE_DIR=/opt/framebeam/numba-cache" in dockerfile and "NUMBA_CPU_NAME=generic" in dockerfile
     install = dockerfile.index("python -m pip install --no-cache-dir --no-deps .")
-    assert dockerfile.index('from transforms.kernel import warm; warm()') > install
+    assert dockerfile.index('from transforms.warmup import warm; warm()') > install
     assert "chmod -R a+rwX /opt/framebeam/numba-cache" in dockerfile
-    assert "from transforms.kernel import warm; warm()" in (DEPLOY / "check_python_layer.sh").read_text()
+    assert "from transforms.warmup import warm; warm()" in (DEPLOY / "check_python_layer.sh").read_text()

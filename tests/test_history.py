@@ -22,7 +22,7 @@ from transforms import history
 from transforms.drift import HIST_BINS, LabelProfile, compare_profiles
 from transforms.history import history_tables, label_profiles, read_history
 from transforms.schema import HISTORY, HISTORY_RUNS
-from transforms.summary import LabelAccumulator, RunCounts, fraction_hist, label_distributions, resolve_labels
+from transforms.summary import FrameEvent, LabelAccumulator, MaskEvent, MasksDecoded, RunCounts, fraction_hist, label_distributions, resolve_labels
 
 RUN_COLUMNS = ("run_id", "started_at", "published_at", "baseline_run_id")
 COLOURS = {"void": (0, 0, 0), "sky": (70, 130, 180), "road": (128, 64, 128), "car": (0, 0, 142), "person": (220, 20, 60),
@@ -249,7 +249,7 @@ def test_fraction_hist_equals_numpy_over_present_masks(n: int) -> None:
     fractions = np.concatenate([np.zeros(17), rng.random(n), [1.0, 1.0, 0.05, 0.95, 1e-9, 0.999]])
     acc = LabelAccumulator()
     for f in fractions:
-        acc.add(("mask", float(f), int(f * 1000) + (f > 0), (0, 0, 1, 1), True))
+        acc.add(MaskEvent(float(f), int(f * 1000) + (f > 0), (0, 0, 1, 1), True))
     present = fractions[fractions > 0]
     expected = np.bincount(np.minimum(np.floor(present * 1000).astype(int), 999) // 50, minlength=20)
     assert fraction_hist(acc) == tuple(expected.tolist())
@@ -257,14 +257,14 @@ def test_fraction_hist_equals_numpy_over_present_masks(n: int) -> None:
 
 
 def test_label_profiles_merge_a_labels_colours() -> None:
-    events = [((("car",), (0, 0, 142)), ("mask", 0.2, 20, (0, 0, 1, 1), True)), ((("car",), (0, 0, 142)), ("mask", 0.0, 0, (0, 0, 0, 0), True)),
-              ((("car",), (0, 0, 70)), ("mask", 0.6, 60, (0, 0, 1, 1), True)), ((("car",), (0, 0, 142)), ("frame", True, True)),
-              ((("car",), (0, 0, 70)), ("frame", True, True)), (((), (9, 9, 9)), ("mask", 0.5, 50, (0, 0, 1, 1), True))]
+    events = [((("car",), (0, 0, 142)), MaskEvent(0.2, 20, (0, 0, 1, 1), True)), ((("car",), (0, 0, 142)), MaskEvent(0.0, 0, (0, 0, 0, 0), True)),
+              ((("car",), (0, 0, 70)), MaskEvent(0.6, 60, (0, 0, 1, 1), True)), ((("car",), (0, 0, 142)), FrameEvent(True, True)),
+              ((("car",), (0, 0, 70)), FrameEvent(True, True)), (((), (9, 9, 9)), MaskEvent(0.5, 50, (0, 0, 1, 1), True))]
     accs: dict = defaultdict(LabelAccumulator)
     for key, event in events:
         accs[key].add(event)
     run = RunCounts()
-    run.add(("masks", None, 3))
+    run.add(MasksDecoded(None, 3))
     profiles = label_profiles(resolve_labels(accs.items(), run), label_distributions(accs.items(), run))
     assert set(profiles) == {("car",)}  # a colour without labels is no class
     car = profiles[("car",)]
@@ -287,10 +287,10 @@ def test_label_distributions_merge_colours_exactly(per_colour: int) -> None:
             f, c, k = float(rng.random() ** 3), int(rng.integers(1, 400) if rng.random() < 0.3 else rng.integers(1, 6)), int(rng.integers(0, 40))
             px = max(1, int(f * 1000))
             big = int(rng.integers(1, px + 1)) if rng.random() < 0.8 else px  # one blob (share 1) now and then
-            accs[(("car",), rgb)].add(("mask", f, px, (0, 0, 1, 1), True, c, k, big))
+            accs[(("car",), rgb)].add(MaskEvent(f, px, (0, 0, 1, 1), True, c, k, big))
             fractions.append(f), components.append(c), holes.append(k), largest.append(big), pixels.append(px)
     run = RunCounts()
-    run.add(("masks", None, 9 * per_colour))  # 3 per_colour masks without car
+    run.add(MasksDecoded(None, 9 * per_colour))  # 3 per_colour masks without car
     (car,) = label_distributions(accs.items(), run).values()
     values = np.concatenate([np.zeros(run.masks - len(fractions)), fractions])
     tolerance = 0.0 if len(fractions) <= 256 else 0.5 / 1000

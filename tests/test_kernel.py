@@ -475,10 +475,10 @@ def test_hostile_and_random_inputs_stay_in_bounds_with_numba_boundscheck():
 
 @pytest.mark.slow
 def test_a_warmed_cache_serves_every_signature_a_run_uses_without_compiling(tmp_path):
-    """deploy/Dockerfile's warm-up (kernel.warm with NUMBA_CPU_NAME=generic into NUMBA_CACHE_DIR), then a
+    """deploy/Dockerfile's warm-up (warmup.warm with NUMBA_CPU_NAME=generic into NUMBA_CACHE_DIR), then a
     fresh process analysing PNGs of every layout, Pillow formats and uint16 label images: no compile."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_CPU_NAME": "generic", "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-c", "from transforms.kernel import warm; warm()"], env=env, check=True, timeout=900)
+    subprocess.run([sys.executable, "-c", "from transforms.warmup import warm; warm()"], env=env, check=True, timeout=900)
     child = r"""
 import io, json, numpy as np
 from PIL import Image

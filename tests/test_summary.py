@@ -1,8 +1,8 @@
 """The label-summary combiners driven without a pipeline: create, add, merge, extract, in any order.
 
-Events are what the decode step sends: a ``mask`` event per label_stats row (colours present, and
-ROI-declared colours with 0 pixels), a ``frame`` event per frame and colour with a row, and run-level
-events counting decoded masks. A class-table colour absent from a mask sends nothing.
+Events are what the decode step sends: a ``MaskEvent`` per label_stats row (colours present, and
+ROI-declared colours with 0 pixels), a ``FrameEvent`` per frame and colour with a row, and run-level
+events counting decoded masks (``MasksDecoded``, ``FrameTables``). A class-table colour absent from a mask sends nothing.
 """
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from transforms.joining import MaskLabels
 from transforms.summary import (
     BINS,
     EXACT_VALUES,
+    FrameEvent,
+    FrameTables,
     LabelSummaryFn,
+    MaskEvent,
+    MasksDecoded,
     RunCounts,
     RunCountsFn,
     ValueCounts,
@@ -31,13 +35,13 @@ KEY = (("car",), (1, 2, 3))
 TABLE = MaskLabels.parse(b'{"car": [1, 2, 3]}')
 
 
-def mask_event(fraction: float, roi: bool = False) -> tuple:
+def mask_event(fraction: float, roi: bool = False) -> MaskEvent:
     pixels = int(round(fraction * 10_000))
-    return ("mask", pixels / 10_000, pixels, (0, 0, 10, 5) if pixels else None, roi)
+    return MaskEvent(pixels / 10_000, pixels, (0, 0, 10, 5) if pixels else None, roi)
 
 
-def table_run(n_masks: int) -> list[tuple]:
-    return [("masks", "_all_", n_masks)] + [("frame", ("_all_",))] * n_masks
+def table_run(n_masks: int) -> list[MasksDecoded | FrameTables]:
+    return [MasksDecoded("_all_", n_masks)] + [FrameTables(("_all_",))] * n_masks
 
 
 def combine(fn, events: list, rng: random.Random, parts: int):
@@ -99,8 +103,8 @@ def test_rare_class_median_is_zero_not_a_bin_midpoint() -> None:
 def test_roi_declared_zero_rows_count_as_declared_not_present() -> None:
     # ROIs declare car in 10 masks; 3 hold it. 20 masks were decoded in all.
     events = [(KEY, mask_event(0.5 if i < 3 else 0.0, roi=True)) for i in range(10)]
-    events += [(KEY, ("frame", i < 3, True)) for i in range(10)]
-    (s,) = summarise(events, [("masks", None, 20)])
+    events += [(KEY, FrameEvent(i < 3, True)) for i in range(10)]
+    (s,) = summarise(events, [MasksDecoded(None, 20)])
     assert (s.masks_present, s.frames_present, s.masks_declared, s.frames_declared) == (3, 3, 10, 10)
     assert s.pixel_fraction_p50 == 0.0 and s.pixel_fraction_max == 0.5
     assert s.pixel_fraction_mean == pytest.approx(1.5 / 20)
@@ -109,8 +113,8 @@ def test_roi_declared_zero_rows_count_as_declared_not_present() -> None:
 def test_table_classes_without_pixels_still_get_a_row_and_are_ranked_last() -> None:
     table = MaskLabels.parse(b'{"road": [128, 64, 128], "car": [64, 0, 128], "train": [192, 64, 128]}')
     road, car, train = ((("road",), (128, 64, 128)), (("car",), (64, 0, 128)), (("train",), (192, 64, 128)))
-    events = [(road, mask_event(0.4)) for _ in range(10)] + [(road, ("frame", True, False))] * 10
-    events += [(car, mask_event(0.01)) for _ in range(2)] + [(car, ("frame", True, False))] * 2
+    events = [(road, mask_event(0.4)) for _ in range(10)] + [(road, FrameEvent(True, False))] * 10
+    events += [(car, mask_event(0.01)) for _ in range(2)] + [(car, FrameEvent(True, False))] * 2
     classes = summarise(events, table_run(10), table)
     assert [(s.labels, s.masks_present, s.masks_declared, s.frames_declared) for s in classes] == [
         (("road",), 10, 10, 10), (("car",), 2, 10, 10), (("train",), 0, 10, 10)]
@@ -125,8 +129,8 @@ def test_table_counts_follow_the_entry_each_mask_used() -> None:
     # Masks with id "00" use that entry, the rest "_all_": declarations count per entry.
     table = MaskLabels.parse(b'{"_all_": [{"value": [1, 1, 1], "labels": ["sky"]}], '
                              b'"00": [{"value": [2, 2, 2], "labels": ["car"]}, {"value": [1, 1, 1], "labels": ["sky"]}]}')
-    run = [("masks", "_all_", 5), ("masks", "00", 3), ("masks", None, 2)]
-    run += [("frame", ("_all_",))] * 4 + [("frame", ("00", "_all_"))] + [("frame", ("00",))] * 2
+    run = [MasksDecoded("_all_", 5), MasksDecoded("00", 3), MasksDecoded(None, 2)]
+    run += [FrameTables(("_all_",))] * 4 + [FrameTables(("00", "_all_"))] + [FrameTables(("00",))] * 2
     classes = {s.labels: s for s in summarise([], run, table)}
     assert (classes[("sky",)].masks_declared, classes[("sky",)].frames_declared) == (8, 7)
     assert (classes[("car",)].masks_declared, classes[("car",)].frames_declared) == (3, 3)
@@ -134,29 +138,29 @@ def test_table_counts_follow_the_entry_each_mask_used() -> None:
 
 
 def test_run_counts_merge_in_any_order() -> None:
-    events = [("masks", random.Random(i).choice(["_all_", "00", None]), i % 4) for i in range(200)]
-    events += [("frame", tuple(sorted({"_all_", "00"} if i % 3 else {"_all_"}))) for i in range(50)]
+    events = [MasksDecoded(random.Random(i).choice(["_all_", "00", None]), i % 4) for i in range(200)]
+    events += [FrameTables(tuple(sorted({"_all_", "00"} if i % 3 else {"_all_"}))) for i in range(50)]
     results = []
     for seed in range(3):
         r = combine(RunCountsFn(), list(events), random.Random(seed), parts=5)
         results.append((r.masks, dict(r.table_masks), dict(r.table_frames)))
     assert results[0] == results[1] == results[2]
-    assert results[0][0] == sum(e[2] for e in events if e[0] == "masks")
+    assert results[0][0] == sum(e.n for e in events if isinstance(e, MasksDecoded))
 
 
 def test_presence_drives_few_samples_and_imbalance() -> None:
     many, rare = (("road",), (1, 1, 1)), (("bridge",), (2, 2, 2))
-    events = [(many, ("frame", True, True))] * 120 + [(many, mask_event(0.3, roi=True))] * 120
+    events = [(many, FrameEvent(True, True))] * 120 + [(many, mask_event(0.3, roi=True))] * 120
     # bridge is declared by ROIs in 120 frames, present in 2: declarations no longer hide rarity.
-    events += [(rare, ("frame", i < 2, True)) for i in range(120)] + [(rare, mask_event(0.01 if i < 2 else 0.0, roi=True)) for i in range(120)]
-    codes = {r.code for r in summary_findings(summarise(events, [("masks", None, 120)]), min_label_frames=5)}
+    events += [(rare, FrameEvent(i < 2, True)) for i in range(120)] + [(rare, mask_event(0.01 if i < 2 else 0.0, roi=True)) for i in range(120)]
+    codes = {r.code for r in summary_findings(summarise(events, [MasksDecoded(None, 120)]), min_label_frames=5)}
     assert codes == {"label_few_samples", "label_imbalance"}
 
 
 def test_colour_and_label_inconsistencies() -> None:
-    items = [((("car",), (1, 1, 1)), ("frame", True, True))] * 100 + [((("car",), (2, 2, 2)), ("frame", True, True))] * 10
-    items += [((("bus",), (1, 1, 1)), ("frame", True, True))] * 10
-    codes = {row.code for row in summary_findings(summarise(items, [("masks", None, 120)]), min_label_frames=5)}
+    items = [((("car",), (1, 1, 1)), FrameEvent(True, True))] * 100 + [((("car",), (2, 2, 2)), FrameEvent(True, True))] * 10
+    items += [((("bus",), (1, 1, 1)), FrameEvent(True, True))] * 10
+    codes = {row.code for row in summary_findings(summarise(items, [MasksDecoded(None, 120)]), min_label_frames=5)}
     assert codes == {"label_multiple_colours", "colour_multiple_labels"}
 
 
@@ -175,20 +179,20 @@ def test_empty_run() -> None:
 
 # --- components and holes (shape columns) ---------------------------------------------------------------
 
-def shape_events(n: int, seed: int) -> list[tuple]:
+def shape_events(n: int, seed: int) -> list[tuple[tuple, MaskEvent]]:
     rng = random.Random(seed)
     out = []
     for _ in range(n):
         pixels = rng.choice([0, 0, 5, 100, 2000])
         shapes = (rng.choice([1, 1, 2, 3, 7, 40]), rng.choice([0, 0, 0, 1, 5])) if pixels else (None, None)
-        out.append((KEY, ("mask", pixels / 10_000, pixels, (0, 0, 10, 5) if pixels else None, True, *shapes)))
+        out.append((KEY, MaskEvent(pixels / 10_000, pixels, (0, 0, 10, 5) if pixels else None, True, *shapes)))
     return out
 
 
 def test_components_and_holes_mean_and_exact_p95_whatever_the_merge_order() -> None:
     evs = shape_events(777, seed=11)
-    components = [e[5] for _, e in evs if e[2]]
-    holes = [e[6] for _, e in evs if e[2]]
+    components = [e.components for _, e in evs if e.pixels]
+    holes = [e.holes for _, e in evs if e.pixels]
     results = set()
     for seed in range(3):
         acc = combine(LabelSummaryFn(), [e for _, e in evs], random.Random(seed), parts=1 + 2 * seed)
@@ -213,6 +217,6 @@ def test_value_counts_quantile_is_numpys_inverted_cdf(values, percent) -> None:
 
 
 def test_unmeasured_shapes_give_nulls() -> None:
-    evs = [(KEY, ("mask", 0.5, 10, (0, 0, 2, 5), True, None, None)), (KEY, ("mask", 0.5, 10, (0, 0, 2, 5), True))]
+    evs = [(KEY, MaskEvent(0.5, 10, (0, 0, 2, 5), True, None, None)), (KEY, MaskEvent(0.5, 10, (0, 0, 2, 5), True))]
     (s,) = summarise(evs)
     assert (s.components_mean, s.components_p95, s.holes_mean, s.holes_p95) == (None, None, None, None)

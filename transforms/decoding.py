@@ -262,23 +262,6 @@ def _kernel_layout(header: _PngHeader) -> tuple[int, np.ndarray] | None:
     return kernel.INDEXED, lut
 
 
-def _warm_png_kernels() -> None:
-    """Run the kernel once on a PNG of each layout (kernel.warm: fills numba's on-disk cache)."""
-    from transforms.statistics import analyse_mask
-
-    rgb = np.array([[[0, 0, 7], [1, 2, 3]], [[0, 0, 7], [9, 9, 9]]], dtype=np.uint8)
-    images = [Image.fromarray(rgb), Image.fromarray(np.dstack([rgb, rgb[..., :1]])), Image.fromarray(rgb).convert("LA"),
-              Image.fromarray(rgb[..., 2]), Image.fromarray(rgb[..., 2] > 3), Image.fromarray(rgb).quantize(4)]
-    for image in images:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        pixels = open_mask(buffer.getvalue())
-        for n in (2, 300):
-            colours = [(0, 0, 7)] + [(i // 256, i % 256, 200) for i in range(n - 1)]
-            analyse_mask(pixels, colours, 0, rle=True, png=True)
-            analyse_mask(pixels, colours, 3, rle=True)
-
-
 # ---------------------------------------------------------------- PNG
 
 

@@ -11,6 +11,7 @@ from typing import NamedTuple
 ERROR = "error"
 WARNING = "warning"
 INFO = "info"  # counted and shown, never fails a run whatever --fail-on says (transforms/verdict.py)
+RAW_TEXT_LIMIT = 64 * 1024  # issues.raw keeps this much of a record that could not be parsed (reading and validation)
 
 
 class CodeInfo(NamedTuple):

@@ -536,26 +536,3 @@ def load() -> None:
     scanline = np.array([1, 0, 0, 7, 0, 0, 0], dtype=np.uint8)  # Sub filter, two RGB pixels
     png_pass(scanline, 1, 2, RGB8, 8, np.zeros(256, np.uint32), False, lab, keys, table_labels, counts, declared, 0, 255, acc, 2)
     rle_strings(result.labels, np.array([[0, 0, 2, 1], [0, 1, 1, 2]], dtype=np.int64))
-
-
-def warm() -> None:
-    """Compile (or load from the on-disk cache) every kernel signature the product calls.
-
-    Run once when building the worker image, so workers start with the machine code on disk.
-    """
-    from transforms import statistics
-
-    rgb = np.array([[(1 << 16) | 2, 7], [7, 7]], dtype=np.uint32)
-    for n in (2, 300):  # uint8 and uint16 label images
-        colours = [(0, 0, 7)] + [(i // 256, i % 256, 200) for i in range(n - 1)]
-        statistics.analyse_mask(rgb, colours, 0, rle=True, png=True)
-        statistics.analyse_mask(rgb, colours, 3, rle=True)
-        readonly = rgb.copy()
-        readonly.setflags(write=False)
-        statistics.analyse_mask(readonly, colours, 0, rle=True)
-    from transforms.decoding import _warm_png_kernels
-
-    _warm_png_kernels()
-    from transforms import shapes  # the shape columns' passes over the label image
-
-    shapes.warm()

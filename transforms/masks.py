@@ -37,7 +37,8 @@ from transforms.schema import CropRow, IssueRow, LabelStatsRow, MaskRow
 from transforms.statistics import MaskAnalysis, analyse_mask, pack_rgb
 from transforms.steps import Joined
 from transforms.storage import ReadProblem, open_mask_file, permanent_error_code, read_mask
-from transforms.summary import LabelSummaryFn, RunCountsFn, label_distributions, label_summary_rows, resolve_labels, summary_findings
+from transforms.summary import (FrameEvent, FrameTables, LabelSummaryFn, MaskEvent, MasksDecoded, RunCountsFn, label_distributions,
+                                label_summary_rows, resolve_labels, summary_findings)
 from transforms.tuning import WorkerSetup
 from transforms.uris import UriPolicy, redact_uri
 
@@ -394,14 +395,15 @@ def _results_to_outputs(results: Iterable[RequestResult], slicing: bool = False)
         tables["issues"].extend(r.issues)
         flags = [(x.key, x.flags) for x in r.labels]
         yield beam.pvalue.TaggedOutput(FRAME_COUNTS, (r.frame_key, (r.errors, r.warnings, flags, r.table_key)))
-        events = [(x.key, ("mask", x.pixel_fraction, x.pixel_count, x.bbox, x.roi_declared, x.components, x.holes, x.largest))
+        events = [(x.key, MaskEvent(fraction=x.pixel_fraction, pixels=x.pixel_count, bbox=x.bbox, roi_declared=x.roi_declared,
+                                    components=x.components, holes=x.holes, largest=x.largest))
                   for x in r.labels]
         for event in events:
             yield beam.pvalue.TaggedOutput(LABEL_KEYS, event)
         if slicing:
             yield beam.pvalue.TaggedOutput(SLICE_MASKS, (r.frame_key, (r.mask.source_id, r.table_key, r.decoded, events)))
     for key, n in decoded.items():
-        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("masks", key, n))
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, MasksDecoded(table_key=key, n=n))
     progress.note(masks=handled)
     for table, rows in tables.items():
         if rows:
@@ -446,9 +448,9 @@ def merge_frame(key_and_groups) -> Iterator[Any]:
     for row in groups["frame"]:
         yield TableRows("frames", [with_frame_counts(row, errors, warnings)])
     for label, f in labels.items():
-        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, ("frame", bool(f & PRESENT), bool(f & ROI_DECLARED))))
+        yield beam.pvalue.TaggedOutput(LABEL_KEYS, (label, FrameEvent(present=bool(f & PRESENT), roi_declared=bool(f & ROI_DECLARED))))
     if table_keys:
-        yield beam.pvalue.TaggedOutput(RUN_EVENTS, ("frame", tuple(sorted(table_keys))))
+        yield beam.pvalue.TaggedOutput(RUN_EVENTS, FrameTables(table_keys=tuple(sorted(table_keys))))
 
 
 @dataclass

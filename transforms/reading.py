@@ -21,13 +21,13 @@ from typing import NamedTuple
 import fsspec
 import orjson
 
-from transforms.findings import Finding
+from transforms.findings import RAW_TEXT_LIMIT, Finding
 from transforms.storage import Target, is_transient
 from transforms.uris import strip_userinfo
 from transforms.uris import redact_uri
+from transforms.validation import parse_record
 
 BOM = b"\xef\xbb\xbf"
-RAW_TEXT_LIMIT = 64 * 1024  # issues.raw keeps this much of a record that could not be parsed
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".xz")
 
 
@@ -524,8 +524,6 @@ def _element_problem(element: bytes) -> Finding | None:
         orjson.loads(element)
         return None
     except orjson.JSONDecodeError:
-        from transforms.validation import parse_record
-
         return parse_record(element)[1]
 
 

@@ -1,15 +1,16 @@
 """Every output table's pyarrow schema, with each column's meaning: the one place they are defined.
 
-Beside each schema, its row type: a NamedTuple with the same fields in the same order, which every
-producer builds and every consumer reads by field name (tests/test_schema.py fails when a row type
-and its schema disagree). A row is still a tuple, so ``flattening.rows_to_table`` turns rows into
-columns by position, in schema order.
+Each schema also gives its table's row type (``FrameRow``, ``IssueRow``, ...): a NamedTuple made from the
+schema's columns, in order, so the column list is written once; every producer builds rows and every
+consumer reads them by field name (tests/test_schema.py fails when a row type and its schema disagree).
+A row is still a tuple, so ``flattening.rows_to_table`` turns rows into columns by position, in schema order.
 
 docs/TABLES.md is generated from this module (``python -m transforms.schema > docs/TABLES.md``) and a
 test fails when the two drift.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -248,258 +249,6 @@ HISTORY_RUNS = pa.schema([
 ])
 
 
-# --- row types: one per table, fields as the schema's columns (nullable columns are `| None`) ---------------
-
-RGB = list[int]
-
-
-class FrameRow(NamedTuple):
-    frame_id: str
-    shard: str
-    line: int
-    context_id: str | None
-    timestamp: int | None
-    n_sources: int
-    n_rois: int
-    n_masks: int
-    valid: bool
-    n_errors: int
-    n_warnings: int
-    dataset_id: str | None
-    dataset_version: str | None
-    meta: str | None
-    extra: str | None
-
-
-class SourceRow(NamedTuple):
-    frame_id: str
-    shard: str
-    line: int
-    source_index: int
-    source_id: str | None
-    uri: str | None
-    content_type: str | None
-    width: int | None
-    height: int | None
-    timestamp: int | None
-    preview_uri: str | None
-    meta: str | None
-
-
-class MaskRow(NamedTuple):
-    frame_id: str
-    shard: str
-    line: int
-    source_id: str | None
-    mask_id: str | None
-    uri: str | None
-    resolved_uri: str | None
-    content_type: str | None
-    timestamp: int | None
-    declared_width: int | None
-    declared_height: int | None
-    n_declared_colours: int
-    width: int | None
-    height: int | None
-    mode: str | None
-    status: str
-    undeclared_pixels: int | None
-    n_undeclared_colours: int | None
-    top_undeclared: list[dict[str, Any]] | None
-
-
-class RoiRow(NamedTuple):
-    frame_id: str
-    shard: str
-    line: int
-    roi_index: int
-    roi_id: str | None
-    labels: list[str] | None
-    class_labels: list[str] | None
-    source_ids: list[str] | None
-    confidence: float | None
-    poly: list[float] | None
-    roi_type: str | None
-    mask_id: str | None
-    mask_rgb: RGB | None
-    mask_source_id: str | None
-    join_rule: str | None
-    meta: str | None
-
-
-class IssueRow(NamedTuple):
-    shard: str | None
-    line: int | None
-    frame_id: str | None
-    severity: str
-    code: str
-    path: str
-    message: str
-    raw: str | None
-
-
-class LabelStatsRow(NamedTuple):
-    frame_id: str
-    shard: str
-    line: int
-    source_id: str | None
-    mask_id: str | None
-    roi_index: int | None
-    labels: list[str] | None
-    rgb: RGB
-    pixel_count: int
-    pixel_fraction: float
-    bbox_x0: int | None
-    bbox_y0: int | None
-    bbox_x1: int | None
-    bbox_y1: int | None
-    centroid_x: float | None
-    centroid_y: float | None
-    tolerance_pixels: int
-    mask_width: int
-    mask_height: int
-    components: int | None
-    holes: int | None
-    largest_component_pixels: int | None
-    smallest_component_pixels: int | None
-    pixels_outside_roi: int | None
-
-
-class CropRow(NamedTuple):
-    frame_id: str
-    shard: str
-    line: int
-    source_id: str | None
-    mask_id: str | None
-    roi_index: int | None
-    labels: list[str] | None
-    rgb: RGB
-    bbox_x0: int
-    bbox_y0: int
-    bbox_x1: int
-    bbox_y1: int
-    rle_counts: str
-    png: bytes | None
-
-
-class LabelSummaryRow(NamedTuple):
-    labels: list[str]
-    rgb: RGB
-    masks_present: int
-    frames_present: int
-    masks_declared: int
-    frames_declared: int
-    total_pixels: int
-    pixel_fraction_mean: float | None
-    pixel_fraction_min: float | None
-    pixel_fraction_max: float | None
-    pixel_fraction_p50: float | None
-    pixel_fraction_p95: float | None
-    bbox_width_mean: float | None
-    bbox_height_mean: float | None
-    components_mean: float | None
-    components_p95: int | None
-    holes_mean: float | None
-    holes_p95: int | None
-
-
-class LabelSummaryBySliceRow(NamedTuple):
-    slice_key: str
-    slice_value: str | None
-    labels: list[str]
-    rgb: RGB
-    masks_present: int
-    frames_present: int
-    masks_declared: int
-    frames_declared: int
-    total_pixels: int
-    pixel_fraction_mean: float | None
-    pixel_fraction_min: float | None
-    pixel_fraction_max: float | None
-    pixel_fraction_p50: float | None
-    pixel_fraction_p95: float | None
-    bbox_width_mean: float | None
-    bbox_height_mean: float | None
-    components_mean: float | None
-    components_p95: int | None
-    holes_mean: float | None
-    holes_p95: int | None
-
-
-class HistoryRow(NamedTuple):
-    run_id: str
-    started_at: str | None
-    published_at: str | None
-    slice_key: str | None
-    slice_value: str | None
-    labels: list[str]
-    colours: list[RGB] | None
-    frames_present: int
-    masks: int
-    masks_present: int
-    total_pixels: int
-    label_share: float | None
-    presence_rate: float | None
-    pixel_fraction_mean: float | None
-    pixel_fraction_p50: float | None
-    pixel_fraction_p95: float | None
-    components_mean: float | None
-    holes_mean: float | None
-    fraction_hist: list[int] | None
-    components_hist: list[int] | None
-    holes_hist: list[int] | None
-    largest_share_hist: list[int] | None
-    baseline_run_id: str | None
-    share_change: float | None
-    presence_rate_change: float | None
-    fraction_js: float | None
-    components_js: float | None
-    holes_js: float | None
-    largest_share_js: float | None
-    components_mean_change: float | None
-    holes_mean_change: float | None
-
-
-class HistoryRunRow(NamedTuple):
-    run_id: str
-    started_at: str | None
-    published_at: str | None
-    command: str | None
-    passed: bool | None
-    reasons: list[str] | None
-    errors: int
-    warnings: int
-    infos: int | None
-    frames: int | None
-    valid_frames: int | None
-    records: int | None
-    masks_decoded: int | None
-    labels_present: int | None
-    findings_by_code: list[dict[str, Any]] | None
-    baseline: str | None
-    baseline_run_id: str | None
-    drift_linf: float | None
-    drift_js: float | None
-    drift_psi: float | None
-    drift_label_js: float | None
-    drift_shape_js: float | None
-    drift_breaches: list[str] | None
-
-
-ROW_TYPES: dict[str, type] = {
-    "frames": FrameRow,
-    "sources": SourceRow,
-    "masks": MaskRow,
-    "rois": RoiRow,
-    "issues": IssueRow,
-    "label_stats": LabelStatsRow,
-    "crops": CropRow,
-    "label_summary": LabelSummaryRow,
-    "label_summary_by_slice": LabelSummaryBySliceRow,
-    "history": HistoryRow,
-    "history_runs": HistoryRunRow,
-}
-
 TABLES: dict[str, pa.Schema] = {
     "frames": FRAMES,
     "sources": SOURCES,
@@ -513,6 +262,50 @@ TABLES: dict[str, pa.Schema] = {
     "history": HISTORY,
     "history_runs": HISTORY_RUNS,
 }
+
+# ---------------------------------------------------------------- row types, made from the schemas
+
+_SCALAR_TYPES = ((pa.types.is_string, str), (pa.types.is_integer, int), (pa.types.is_floating, float),
+                 (pa.types.is_boolean, bool), (pa.types.is_binary, bytes))
+
+
+def python_type(type_: pa.DataType, nullable: bool = False) -> Any:
+    """The Python type a row holds for an Arrow type: list columns take any sequence (lists, or tuples where
+    the values are also dict keys, as summary's classes), struct columns a dict; ``| None`` when nullable."""
+    if pa.types.is_list(type_):
+        python: Any = Sequence[python_type(type_.value_type)]
+    elif pa.types.is_struct(type_):
+        python = dict[str, Any]
+    else:
+        python = next((p for is_kind, p in _SCALAR_TYPES if is_kind(type_)), None)
+        if python is None:
+            raise TypeError(f"no Python type for the Arrow type {type_}")
+    return python | None if nullable else python
+
+
+ROW_TYPES: dict[str, type] = {}
+
+
+def _row_type(name: str, table: str) -> Any:
+    """The NamedTuple of a table's rows: its schema's columns, in order, with their Python types."""
+    row = NamedTuple(name, [(f.name, python_type(f.type, f.nullable)) for f in TABLES[table]])
+    row.__doc__ = f"A row of `{table}` (columns and meanings: docs/TABLES.md, or ``schema.TABLES[{table!r}]``)."
+    ROW_TYPES[table] = row
+    return row
+
+
+# Each is a plain typing.NamedTuple made from its schema: build rows by field name, read them by name.
+FrameRow = _row_type("FrameRow", "frames")
+SourceRow = _row_type("SourceRow", "sources")
+MaskRow = _row_type("MaskRow", "masks")
+RoiRow = _row_type("RoiRow", "rois")
+IssueRow = _row_type("IssueRow", "issues")
+LabelStatsRow = _row_type("LabelStatsRow", "label_stats")
+CropRow = _row_type("CropRow", "crops")
+LabelSummaryRow = _row_type("LabelSummaryRow", "label_summary")
+LabelSummaryBySliceRow = _row_type("LabelSummaryBySliceRow", "label_summary_by_slice")
+HistoryRow = _row_type("HistoryRow", "history")
+HistoryRunRow = _row_type("HistoryRunRow", "history_runs")
 
 # Tables every command writes; the others come from mask decoding (`run`, `validate` without --no-decode).
 CORE_TABLES = ("frames", "sources", "masks", "rois", "issues")

@@ -511,7 +511,7 @@ def load(dtypes=(np.uint8,)) -> None:
 
 def warm() -> None:
     """Compile (or load from numba's on-disk cache) every shape kernel, for uint8 and uint16 label
-    images; kernel.warm calls it when the worker image is built."""
+    images; warmup.warm calls it when the worker image is built."""
     load((np.uint8, np.uint16))
     for n in (2, 300):
         label_image_from_packed(np.array([[0, 5]], np.uint32), list(range(n)), 1)

@@ -16,6 +16,7 @@ import apache_beam as beam
 import orjson
 
 from transforms.schema import LabelSummaryBySliceRow
+from transforms.summary import FrameEvent, FrameTables, MasksDecoded
 
 SliceKey = tuple[str, str | None]  # (key, value)
 
@@ -86,19 +87,19 @@ def slice_events(frame_values: Iterable[tuple[tuple[str, str | None], ...]], mas
         for key in keys:
             value = source_id if key == "source_id" else values.get(key)
             if decoded:
-                yield beam.pvalue.TaggedOutput(SLICE_RUN_EVENTS, ((key, value), ("masks", table_key, 1)))
+                yield beam.pvalue.TaggedOutput(SLICE_RUN_EVENTS, ((key, value), MasksDecoded(table_key=table_key, n=1)))
                 if table_key is not None:
                     tables[(key, value)].add(table_key)
             for (labels, rgb), event in events:
                 out_key = (key, value, tuple(labels), tuple(rgb))
                 yield out_key, event
                 f = flags.setdefault(out_key, [False, False])
-                f[0] |= bool(event[2])  # pixels: present
-                f[1] |= bool(event[4])  # declared by an ROI
+                f[0] |= bool(event.pixels)  # present
+                f[1] |= bool(event.roi_declared)
     for out_key, (present, roi) in flags.items():
-        yield out_key, ("frame", present, roi)
+        yield out_key, FrameEvent(present=present, roi_declared=roi)
     for slice_key, table_keys in tables.items():
-        yield beam.pvalue.TaggedOutput(SLICE_RUN_EVENTS, (slice_key, ("frame", tuple(sorted(table_keys)))))
+        yield beam.pvalue.TaggedOutput(SLICE_RUN_EVENTS, (slice_key, FrameTables(table_keys=tuple(sorted(table_keys)))))
 
 
 def resolve_slices(accs: Iterable[tuple[tuple, Any]], runs: Iterable[tuple[tuple, Any]], mask_labels=None) -> list[SliceSummary]:

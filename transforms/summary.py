@@ -123,6 +123,39 @@ class ValueCounts:
         return tuple(self.counts.get(k, 0) for k in range(n)) if self.n else None
 
 
+class MaskEvent(NamedTuple):
+    """What LabelAccumulator takes from one label_stats row: its colour in one mask (present colours, and
+    ROI-declared colours with 0 pixels; a class-table colour absent from a mask sends nothing)."""
+
+    fraction: float
+    pixels: int
+    bbox: tuple[int, int, int, int] | None  # (x0, y0, x1, y1); None without pixels
+    roi_declared: bool
+    components: int | None = None  # None when shapes were not measured
+    holes: int | None = None
+    largest: int | None = None  # pixels of the largest component (None when not measured)
+
+
+class FrameEvent(NamedTuple):
+    """Once per frame and colour with a label_stats row: present in any of the frame's masks, declared by an ROI."""
+
+    present: bool
+    roi_declared: bool
+
+
+class MasksDecoded(NamedTuple):
+    """For RunCounts: n decoded masks whose colours came from the class-table entry ``table_key`` (None: from ROIs)."""
+
+    table_key: str | None
+    n: int
+
+
+class FrameTables(NamedTuple):
+    """For RunCounts: a frame whose decoded masks took colours from these class-table entries (sorted)."""
+
+    table_keys: tuple[str, ...]
+
+
 class LabelAccumulator:
     """One (labels, colour): what its label_stats rows and frames say. Zeros are implicit (see module doc)."""
 
@@ -141,23 +174,20 @@ class LabelAccumulator:
         self.holes = ValueCounts()
         self.largest_share = ValueCounts()  # share_bin of the largest component, same masks (when the event has it)
 
-    def add(self, event: tuple) -> None:
-        """('frame', present, roi_declared) once per frame with a row of this colour;
-        ('mask', fraction, pixels, (x0, y0, x1, y1), roi_declared[, components, holes[, largest]]) once per
-        label_stats row (components, holes and largest component pixels None when not measured)."""
-        if event[0] == "frame":
-            self.frames_present += bool(event[1])
-            self.roi_frames += bool(event[2])
+    def add(self, event: MaskEvent | FrameEvent) -> None:
+        if type(event) is FrameEvent:
+            self.frames_present += bool(event.present)
+            self.roi_frames += bool(event.roi_declared)
             return
-        fraction, pixels, bbox, roi_declared = event[1:5]
-        self.roi_masks += bool(roi_declared)
+        self.roi_masks += bool(event.roi_declared)
+        pixels, fraction = event.pixels, event.fraction
         if not pixels:
             return  # an ROI's colour with no pixels: declared, counted above; its 0 is implicit
-        if len(event) > 5 and event[5] is not None:
-            self.components.add(event[5])
-            self.holes.add(event[6])
-            if len(event) > 7 and event[7] is not None:
-                self.largest_share.add(share_bin(event[7], pixels))
+        if event.components is not None:
+            self.components.add(event.components)
+            self.holes.add(event.holes)
+            if event.largest is not None:
+                self.largest_share.add(share_bin(event.largest, pixels))
         self.present += 1
         self.pixels += pixels
         self.fraction_sum += round(fraction * FRACTION_SCALE)
@@ -169,7 +199,7 @@ class LabelAccumulator:
                 self._to_hist()
         else:
             self.hist[_bin(fraction)] += 1
-        x0, y0, x1, y1 = bbox
+        x0, y0, x1, y1 = event.bbox
         self.bbox_w += x1 - x0
         self.bbox_h += y1 - y0
 
@@ -260,15 +290,13 @@ class RunCounts:
         self.table_masks: dict[str, int] = defaultdict(int)  # table key -> decoded masks it declared colours for
         self.table_frames: dict[tuple[str, ...], int] = defaultdict(int)  # sorted table keys of a frame -> frames
 
-    def add(self, event: tuple) -> None:
-        """('masks', table key or None, n): n decoded masks; ('frame', table keys): a frame whose decoded masks used them."""
-        if event[0] == "masks":
-            _, key, n = event
-            self.masks += n
-            if key is not None:
-                self.table_masks[key] += n
+    def add(self, event: MasksDecoded | FrameTables) -> None:
+        if type(event) is MasksDecoded:
+            self.masks += event.n
+            if event.table_key is not None:
+                self.table_masks[event.table_key] += event.n
         else:
-            self.table_frames[tuple(event[1])] += 1
+            self.table_frames[tuple(event.table_keys)] += 1
 
     def merge(self, other: "RunCounts") -> None:
         self.masks += other.masks
@@ -282,27 +310,9 @@ class RunCountsFn(_AccumulatorFn):
     accumulator = RunCounts
 
 
-class LabelSummary(NamedTuple):
-    """One (labels, colour) of the run, counted by presence: a label_summary row, a summary.json entry."""
-
-    labels: tuple[str, ...]
-    rgb: tuple[int, int, int]
-    masks_present: int
-    frames_present: int
-    masks_declared: int
-    frames_declared: int
-    total_pixels: int
-    pixel_fraction_mean: float | None
-    pixel_fraction_min: float | None
-    pixel_fraction_max: float | None
-    pixel_fraction_p50: float | None
-    pixel_fraction_p95: float | None
-    bbox_width_mean: float | None
-    bbox_height_mean: float | None
-    components_mean: float | None = None
-    components_p95: int | None = None
-    holes_mean: float | None = None
-    holes_p95: int | None = None
+# One (labels, colour) of the run, counted by presence: a label_summary row, a summary.json entry. Its labels and
+# rgb are tuples (classes are grouped and ranked by them); label_summary_rows makes them lists for the table.
+LabelSummary = LabelSummaryRow
 
 
 def rank_key(s: LabelSummary):
@@ -330,13 +340,15 @@ def resolve_labels(items: Iterable[tuple[LabelKey, LabelAccumulator]], run: RunC
         frames_declared = a.roi_frames + sum(c for keys, c in run.table_frames.items() if tables and not tables.isdisjoint(keys))
         present = a.present
         out.append(LabelSummary(
-            tuple(key[0]), tuple(key[1]), present, a.frames_present, masks_declared, frames_declared, a.pixels,
-            a.fraction_sum / FRACTION_SCALE / n if n else None,
-            (a.fraction_min if present >= n else 0.0) if n else None,
-            (a.fraction_max if present else 0.0) if n else None,
-            a.quantile(0.5, n), a.quantile(0.95, n),
-            a.bbox_w / present if present else None, a.bbox_h / present if present else None,
-            a.components.mean(), a.components.quantile(95), a.holes.mean(), a.holes.quantile(95),
+            labels=tuple(key[0]), rgb=tuple(key[1]), masks_present=present, frames_present=a.frames_present,
+            masks_declared=masks_declared, frames_declared=frames_declared, total_pixels=a.pixels,
+            pixel_fraction_mean=a.fraction_sum / FRACTION_SCALE / n if n else None,
+            pixel_fraction_min=(a.fraction_min if present >= n else 0.0) if n else None,
+            pixel_fraction_max=(a.fraction_max if present else 0.0) if n else None,
+            pixel_fraction_p50=a.quantile(0.5, n), pixel_fraction_p95=a.quantile(0.95, n),
+            bbox_width_mean=a.bbox_w / present if present else None, bbox_height_mean=a.bbox_h / present if present else None,
+            components_mean=a.components.mean(), components_p95=a.components.quantile(95),
+            holes_mean=a.holes.mean(), holes_p95=a.holes.quantile(95),
         ))
     out.sort(key=rank_key)
     return out
@@ -356,7 +368,7 @@ def summarise(events: Iterable[tuple[LabelKey, tuple]], run_events: Iterable[tup
 
 def label_summary_rows(classes: Sequence[LabelSummary]) -> list[LabelSummaryRow]:
     """label_summary rows, most present first."""
-    return [LabelSummaryRow(**(s._asdict() | {"labels": list(s.labels), "rgb": list(s.rgb)})) for s in classes]
+    return [s._replace(labels=list(s.labels), rgb=list(s.rgb)) for s in classes]
 
 
 def _by_label(classes: Iterable[LabelSummary]) -> dict[tuple[str, ...], list[LabelSummary]]:

@@ -17,8 +17,7 @@ import msgspec
 
 import orjson
 
-from transforms.findings import Finding
-from transforms.reading import RAW_TEXT_LIMIT
+from transforms.findings import RAW_TEXT_LIMIT, Finding
 from transforms.uris import redact_text
 
 # The normalised frame: msgspec Structs named after the JSON keys. Well-formed records decode straight
