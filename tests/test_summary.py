@@ -7,6 +7,7 @@ events counting decoded masks (``MasksDecoded``, ``FrameTables``). A class-table
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from transforms.summary import (
     EXACT_VALUES,
     FrameEvent,
     FrameTables,
+    LabelAccumulator,
     LabelSummaryFn,
     MaskEvent,
     MasksDecoded,
@@ -27,9 +29,19 @@ from transforms.summary import (
     ValueCounts,
     label_summary_rows,
     resolve_labels,
-    summarise,
     summary_findings,
 )
+
+def summarise(events, run_events=(), mask_labels: MaskLabels | None = None):
+    """What the pipeline's combiners compute (LabelSummaryFn, RunCountsFn, then resolve_labels), without Beam."""
+    accs: dict = defaultdict(LabelAccumulator)
+    for key, event in events:
+        accs[key].add(event)
+    run = RunCounts()
+    for event in run_events:
+        run.add(event)
+    return resolve_labels(accs.items(), run, mask_labels)
+
 
 KEY = (("car",), (1, 2, 3))
 TABLE = MaskLabels.parse(b'{"car": [1, 2, 3]}')

@@ -354,18 +354,6 @@ def resolve_labels(items: Iterable[tuple[LabelKey, LabelAccumulator]], run: RunC
     return out
 
 
-def summarise(events: Iterable[tuple[LabelKey, tuple]], run_events: Iterable[tuple] = (),
-              mask_labels: "MaskLabels | None" = None) -> list[LabelSummary]:
-    """The combiners without Beam (tests, small runs)."""
-    accs: dict[LabelKey, LabelAccumulator] = defaultdict(LabelAccumulator)
-    for key, event in events:
-        accs[key].add(event)
-    run = RunCounts()
-    for event in run_events:
-        run.add(event)
-    return resolve_labels(accs.items(), run, mask_labels)
-
-
 def label_summary_rows(classes: Sequence[LabelSummary]) -> list[LabelSummaryRow]:
     """label_summary rows, most present first."""
     return [s._replace(labels=list(s.labels), rgb=list(s.rgb)) for s in classes]
