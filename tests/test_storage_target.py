@@ -195,3 +195,32 @@ def test_gcs_with_the_endpoint_in_the_options_only(gcs_emulator, monkeypatch):
         for protocol in ("gs", "gcs"):
             fsspec.register_implementation(protocol, previous, clobber=True)
         forget_cached_filesystems()
+
+
+@pytest.mark.parametrize("where", ["local", pytest.param("s3", marks=pytest.mark.slow)])
+def test_input_globs_with_question_marks_and_brackets(where, tmp_path, request):
+    # fsspec globs only patterns with '*': 'frames-0?.jsonl' was once read as a file of that name.
+    from transforms.reading import expand_input
+
+    names = ["frames-00.jsonl", "frames-01.jsonl", "frames-02.jsonl", "frames-[1].jsonl", "other.jsonl"]
+    if where == "local":
+        root = Target(str(tmp_path))
+    else:
+        moto_s3 = request.getfixturevalue("moto_s3")
+        moto_s3.reset()
+        moto_s3.filesystem().mkdir("glob-bucket")
+        root = Target("s3://glob-bucket/in", {"key": FAKE_AWS_KEY_ID, "secret": FAKE_AWS_SECRET,
+                                              "client_kwargs": {"endpoint_url": moto_s3.endpoint}})
+    for name in names:
+        root.join(name).write_bytes(b"{}\n")
+
+    def names_of(pattern: str) -> list[str]:
+        return [u.rsplit("/", 1)[1] for u in expand_input(root.at(root.url + "/" + pattern))]
+
+    assert names_of("frames-0?.jsonl") == ["frames-00.jsonl", "frames-01.jsonl", "frames-02.jsonl"]
+    assert names_of("frames-0[02].jsonl") == ["frames-00.jsonl", "frames-02.jsonl"]
+    assert names_of("frames-*.jsonl") == ["frames-00.jsonl", "frames-01.jsonl", "frames-02.jsonl", "frames-[1].jsonl"]
+    assert names_of("frames-[1].jsonl") == ["frames-[1].jsonl"]  # a file of that very name is itself
+    assert names_of("frames-9?.jsonl") == []
+    if where == "s3":
+        forget_cached_filesystems()

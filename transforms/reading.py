@@ -114,8 +114,13 @@ def expand_input(pattern: Target | str) -> list[str]:
     the pattern's storage options)."""
     pattern = Target.of(pattern)
     fs, _, paths = fsspec.get_fs_token_paths(pattern.url, storage_options=pattern.storage_options)
-    if not _is_glob(pattern.url) and not paths:
-        paths = [fs._strip_protocol(pattern.url)]
+    literal = fs._strip_protocol(pattern.url)
+    if "*" not in pattern.url and _is_glob(pattern.url):
+        # fsspec globs only patterns holding '*': 'frames-0?.jsonl' and 'frames-0[0-3].jsonl' were taken as
+        # file names. A file whose name really holds '?' or '[' is still read as itself.
+        paths = [literal] if fs.isfile(literal) else fs.glob(literal)
+    elif not _is_glob(pattern.url) and not paths:
+        paths = [literal]
     return [pattern.url_of(p) for p in sorted(paths) if not fs.isdir(p)]
 
 
