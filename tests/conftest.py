@@ -57,6 +57,16 @@ def shared() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """The bundled sample dataset, written once per test module (outputs go ``beside`` it)."""
+    from transforms.sample import write_sample
+
+    directory = tmp_path_factory.mktemp("sample")
+    write_sample(str(directory))
+    return directory
+
+
 def beside(folder: Path, name: str = "out") -> Path:
     """An output folder next to ``folder``, not inside it: framebeam refuses an OUTPUT that lies inside
     the folder of its input shards or masks (a run must not write where it reads)."""

@@ -22,7 +22,6 @@ from tests.servers import (  # noqa: F401 - fixtures
     s3_proxy,
     s3_through_proxy,
 )
-from transforms.sample import write_sample
 from transforms.schema import HISTORY_TABLES, SLICE_TABLES, TABLES
 
 # Tables a plain `run` writes whose rows do not depend on when it ran (history rows carry run ids and times:
@@ -77,13 +76,6 @@ def download(fs, remote: str, local: Path) -> Path:
 def upload_sample(fs, local: Path, remote: str) -> None:
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
         fs.pipe(f"{remote}/{path.relative_to(local).as_posix()}", path.read_bytes())
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("sample")
-    write_sample(str(d))
-    return d
 
 
 @pytest.fixture(scope="module")

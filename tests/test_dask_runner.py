@@ -21,7 +21,6 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.servers import forget_cached_filesystems, moto_s3, s3  # noqa: F401 - fixtures
-from transforms.sample import write_sample
 from transforms.writing import RUNS_DIR, SUCCESS_MARKER, SUMMARY_FILE
 
 distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed: pip install 'framebeam[dask]'")
@@ -46,13 +45,6 @@ def cluster() -> Iterator[distributed.Client]:
 
 def dask_flags(client: distributed.Client) -> list[str]:
     return ["--runner", "DaskRunner", "--dask_client_address", client.scheduler.address]
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("sample")
-    write_sample(str(directory))
-    return directory
 
 
 def run_args(data: str, out: str) -> list[str]:

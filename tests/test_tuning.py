@@ -15,15 +15,7 @@ import pytest
 
 from tests.conftest import IN_MEMORY, REPO, run_cli
 from transforms import progress, tuning
-from transforms.sample import write_sample
 from transforms.tuning import CHUNK_GC_THRESHOLD, WorkerSetup
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("sample")
-    write_sample(str(d))
-    return d
 
 
 def _args(sample: Path, out: Path) -> list[str]:

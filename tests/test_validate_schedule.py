@@ -7,14 +7,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import query, run_cli, table
-from transforms.sample import write_sample
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("sample")
-    write_sample(str(d))
-    return d
 
 
 def args(sample: Path, out: Path, *extra: str) -> list[str]:
