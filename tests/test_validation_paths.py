@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from tests.bad_records import BAD_RECORDS, BASE_RAW
 from tests.conftest import examples
@@ -82,6 +82,24 @@ def test_a_number_beyond_a_double_is_the_same_finding_on_both_paths(record):
     assert fast_path(record, "mem://s.jsonl", 7) is None
     frame, finding = slow_path(record, "mem://s.jsonl", 7)
     assert frame is None and finding.code == "json_nan_or_infinity"
+
+
+@given(st.lists(st.sampled_from([b"0", b"7", b"9", b"00", b"e", b"E", b"+", b"e+", b"9E+", b"-", b".", b"x", b" ",
+                                  b"\xc3\xa9", b"1" * 300, b"2" * 308]), max_size=30).map(b"".join))
+@example(b"x" + b"2" * 308 + b"x")
+@example(b"x" + b"2" * 309 + b"x")
+@example(b"1e+123")
+@example(b"1E99.")
+@example(b"e+123")
+@settings(max_examples=examples(300), deadline=None)
+def test_the_overflow_check_finds_what_its_regexes_find(data):
+    # maybe_overflow looks for the shapes of [0-9][eE]+?[0-9]{3} and [0-9]{309} without a regex (faster).
+    import re
+
+    from transforms.validation import maybe_overflow
+
+    expected = re.search(rb"[0-9][eE]\+?[0-9]{3}", data) is not None or re.search(rb"[0-9]{309}", data) is not None
+    assert maybe_overflow(data) == expected
 
 
 @pytest.mark.parametrize("frame_id", ["plain", "0E000"])

@@ -156,14 +156,18 @@ def _reject_constant(name: str):
     raise _NonFinite(name)
 
 
-# A number that may overflow a double: orjson silently reads 1e999 as inf, which JSON cannot hold. Two
-# searches: as one alternation the regex costs 12 us on an 800-byte record, as two 7 us.
-_BIG_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3}")
-_LONG_DIGITS = re.compile(rb"[0-9]{309}")
+# A number that may overflow a double: orjson silently reads 1e999 as inf, which JSON cannot hold. The
+# regexes [0-9][eE]+?[0-9]{3} and [0-9]{309}, found without a regex: bytes.translate maps every digit to
+# '0', 'e'/'E' to 'e', '+' to itself and the rest to ' ', then three substring searches run in C. On the
+# convert bench's 5 KB frames (polygons: mostly digits) the two regexes were 22 % of a convert's time.
+_NUMBER_SHAPE = bytes(ord("0") if chr(b).isdigit() and b < 128 else ord("e") if b in b"eE" else ord("+") if b == ord("+")
+                      else ord(" ") for b in range(256))
+_LONG_RUN = b"0" * 309
 
 
 def maybe_overflow(data: bytes) -> bool:
-    return _BIG_EXPONENT.search(data) is not None or _LONG_DIGITS.search(data) is not None
+    shape = data.translate(_NUMBER_SHAPE)
+    return b"0e000" in shape or b"0e+000" in shape or (len(shape) >= 309 and _LONG_RUN in shape)
 
 
 def _reject_overflow(text: str) -> float:
