@@ -57,7 +57,7 @@ def test_record_over_the_limit_keeps_its_start_and_skips_the_rest():
 import json  # noqa: E402
 
 import orjson  # noqa: E402
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 from tests.conftest import examples  # noqa: E402
 from transforms.validation import validate_record  # noqa: E402
@@ -97,6 +97,9 @@ def test_random_json_never_raises(value):
 
 @settings(max_examples=examples(400), deadline=None)
 @given(st.sampled_from(FRAME_KEYS + NESTED_PATHS), json_values)
+@example(("rois", 0, "mask", "value"), -2**63 - 1)  # found by hypothesis: the finding's message crashed (orjson)
+@example(("rois", 0, "mask", "value"), [2**64, 0, 0])
+@example(("sources", 0, "meta"), {"n": -2**70})
 def test_random_type_at_every_key_never_raises(path, value):
     frame = orjson.loads(BASE_RAW)
     target = frame

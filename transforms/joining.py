@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from transforms.findings import Finding
-from transforms.validation import Frame
+from transforms.validation import Frame, json_text
 
 if TYPE_CHECKING:
     from transforms.storage import Target
@@ -189,7 +189,7 @@ def _merge_colours(pairs: list[tuple[tuple[int, int, int], tuple[str, ...]]], ke
 
 
 def _brief(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    text = json_text(value) if not isinstance(value, bytes) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -125,6 +125,15 @@ def extra_from_value(obj: dict) -> str | None:
         return json.dumps(other)
 
 
+def json_text(value: Any) -> str:
+    """JSON text of a parsed value: orjson's, or the standard library's for what orjson refuses (integers
+    beyond 64 bits, which only the standard library parses: they reach metas and messages)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False)
+
+
 def raw_is_object(raw: msgspec.Raw) -> bool:
     """A raw meta value is usable when absent, null or an object."""
     if not raw:
@@ -307,10 +316,7 @@ class _Checker:
         v = self.obj_(obj, key, base)
         if v is None:
             return NO_RAW
-        try:
-            return msgspec.Raw(orjson.dumps(v))
-        except TypeError:  # integers beyond 64 bits, which only the standard library parses
-            return msgspec.Raw(json.dumps(v).encode())
+        return msgspec.Raw(json_text(v).encode())
 
     def str_list(self, v: Any, path: str) -> list[str] | None:
         if type(v) is not list:
@@ -341,7 +347,7 @@ def _id_string(v: Any, path: str, c: _Checker, what: str) -> str | None:
 def mask_colour(v: Any, path: str, c: _Checker) -> tuple[int, int, int] | None:
     if type(v) is list and len(v) == 3 and all(type(x) is int and 0 <= x <= 255 for x in v):
         return (v[0], v[1], v[2])
-    c.findings.append(Finding("invalid_mask_value", path, f"mask.value must be exactly 3 integers in 0..255 (an RGB colour), got {orjson.dumps(v).decode()[:80]}."))
+    c.findings.append(Finding("invalid_mask_value", path, f"mask.value must be exactly 3 integers in 0..255 (an RGB colour), got {json_text(v)[:80]}."))
     return None
 
 
