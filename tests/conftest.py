@@ -67,6 +67,19 @@ def sample(tmp_path_factory) -> Path:
     return directory
 
 
+def frames_with_mask_uris(template: dict, uris: dict[str, str]) -> str:
+    """JSON Lines text: ``template`` once per (frame id, mask URI), its first source's first mask at that URI."""
+    import json
+
+    lines = []
+    for frame_id, uri in uris.items():
+        frame = json.loads(json.dumps(template))
+        frame["id"] = frame_id
+        frame["sources"][0]["masks"][0]["uri"] = uri
+        lines.append(json.dumps(frame))
+    return "\n".join(lines) + "\n"
+
+
 def beside(folder: Path, name: str = "out") -> Path:
     """An output folder next to ``folder``, not inside it: framebeam refuses an OUTPUT that lies inside
     the folder of its input shards or masks (a run must not write where it reads)."""

@@ -21,7 +21,7 @@ import orjson
 import pytest
 import zstandard
 
-from tests.conftest import REPO, beside, query, run_cli, table
+from tests.conftest import REPO, beside, frames_with_mask_uris, query, run_cli, table
 from tests.servers import HostileHttp, Route, free_port, hostile_http  # noqa: F401 - fixtures
 from transforms.reading import ReadLimits, RecordChunk, iter_shard
 from transforms.sample import write_sample
@@ -201,15 +201,9 @@ def _frames_with_masks(tmp_path: Path, uris: dict[str, str]) -> Path:
     sample = tmp_path / "sample"
     write_sample(str(sample))
     template = json.loads((sample / "frames-0000.jsonl").read_text().splitlines()[0])
-    lines = []
-    for name, uri in uris.items():
-        f = json.loads(json.dumps(template))
-        f["id"] = name
-        f["sources"][0]["masks"][0]["uri"] = uri
-        lines.append(json.dumps(f))
     shard = tmp_path / "shards" / "frames.jsonl"
     shard.parent.mkdir(parents=True, exist_ok=True)
-    shard.write_text("\n".join(lines) + "\n")
+    shard.write_text(frames_with_mask_uris(template, uris))
     return shard
 
 

@@ -155,23 +155,29 @@ def test_a_lease_from_another_host_holds_until_it_expires(tmp_path):
     leases.acquire(str(tmp_path), "mine").release()
 
 
-def test_many_runs_breaking_one_stale_lease_only_one_wins(tmp_path):
-    stale = {"run_id": "dead", "hostname": "elsewhere", "boot_id": "x", "pid": 1, "expires_at": time.time() - 1}
-    (tmp_path / leases.LEASE_NAME).write_bytes(json.dumps(stale).encode())
-    won, busy, barrier = [], [], threading.Barrier(8)
+def race_for_the_lease(output: str, contenders: int) -> tuple[list, list]:
+    """``contenders`` threads try to acquire the lease of ``output`` at the same moment: (leases won, losers)."""
+    won, busy, barrier = [], [], threading.Barrier(contenders)
 
     def contender(i: int) -> None:
         barrier.wait()
         try:
-            won.append(leases.acquire(str(tmp_path), f"run-{i}"))
+            won.append(leases.acquire(output, f"c-{i}"))
         except leases.LeaseBusy:
             busy.append(i)
 
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(contenders)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return won, busy
+
+
+def test_many_runs_breaking_one_stale_lease_only_one_wins(tmp_path):
+    stale = {"run_id": "dead", "hostname": "elsewhere", "boot_id": "x", "pid": 1, "expires_at": time.time() - 1}
+    (tmp_path / leases.LEASE_NAME).write_bytes(json.dumps(stale).encode())
+    won, busy = race_for_the_lease(str(tmp_path), 8)
     assert len(won) == 1 and len(busy) == 7
     won[0].release()
 
@@ -214,20 +220,7 @@ def test_object_store_lease_is_a_conditional_create(store, request, tmp_path):
     # Many contenders for one stale lease: exactly one wins (the store's conditional writes decide).
     second.release()
     fs.pipe_file(path, json.dumps({**record, "run_id": "dead", "expires_at": time.time() - 1, "hostname": "far"}).encode())
-    won, busy, barrier = [], [], threading.Barrier(4)
-
-    def contender(i: int) -> None:
-        barrier.wait()
-        try:
-            won.append(leases.acquire(out, f"c-{i}"))
-        except leases.LeaseBusy:
-            busy.append(i)
-
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    won, busy = race_for_the_lease(out, 4)
     assert len(won) == 1 and len(busy) == 3
     assert json.loads(fs.cat_file(path))["run_id"] == won[0].run_id
     won[0].release()

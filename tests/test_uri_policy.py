@@ -12,7 +12,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tests.conftest import beside, query, run_cli
+from tests.conftest import beside, frames_with_mask_uris, query, run_cli
 from tests.servers import FaultProxy, moto_s3, s3_proxy, s3_through_proxy  # noqa: F401 - fixtures
 from transforms.sample import write_sample
 from transforms.uris import UriPolicy, resolve_uri
@@ -88,13 +88,7 @@ def hostile_dataset(tmp_path: Path, s3_through_proxy: FaultProxy) -> dict:
         "http": f"{proxy}/other-bucket/a.png",
         "https": "https://example.com/a.png",
     }
-    lines = []
-    for name, uri in uris.items():
-        f = json.loads(json.dumps(template))
-        f["id"] = name
-        f["sources"][0]["masks"][0]["uri"] = uri
-        lines.append(json.dumps(f))
-    (data / "shards/frames.jsonl").write_text("\n".join(lines) + "\n")
+    (data / "shards/frames.jsonl").write_text(frames_with_mask_uris(template, uris))
     control = tmp_path / "control.png"
     control.write_bytes(png)
     for path in [*canaries.values(), control]:

@@ -502,8 +502,7 @@ def _array_elements(raw, limits: ReadLimits) -> Iterator[RawRecord]:
                                                                           f"(byte offset {sc.offset():,}); the elements are kept."), sc.offset())
                 return
             if not nxt:
-                yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"The document ends after array element {index} "
-                                                                          f"(byte offset {sc.offset():,}) without its closing ']': truncated."), sc.offset())
+                yield _truncated_after(index, sc.offset())
                 return
             continue
         if sep == b"]":
@@ -514,12 +513,17 @@ def _array_elements(raw, limits: ReadLimits) -> Iterator[RawRecord]:
                                                                       f"(byte offset {sc.offset():,}) is ignored."), sc.offset())
             return
         if not sep:
-            yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"The document ends after array element {index} "
-                                                                      f"(byte offset {sc.offset():,}) without its closing ']': truncated."), sc.offset())
+            yield _truncated_after(index, sc.offset())
             return
         yield RawRecord(index + 1, b"", Finding("json_invalid", "", f"Unexpected {sep!r} after array element {index} "
                                                                   f"(byte offset {sc.offset():,})."), sc.offset())
         return
+
+
+def _truncated_after(index: int, offset: int) -> RawRecord:
+    """The document ends after array element ``index`` (with or without a ',') and no ']' closes it."""
+    return RawRecord(index + 1, b"", Finding("json_invalid", "", f"The document ends after array element {index} "
+                                                            f"(byte offset {offset:,}) without its closing ']': truncated."), offset)
 
 
 def _element_problem(element: bytes) -> Finding | None:
